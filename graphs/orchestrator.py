@@ -1,0 +1,121 @@
+"""The orchestrator graph of DESIGN.md: classify_intent → recall → plan → execute → synthesize → remember."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from agents.decomposer import TaskDecomposer
+from agents.intent import IntentClassifier
+from agents.plan import Plan, topological_order
+from agents.synthesizer import Synthesizer
+from agents.worker import WorkerAgent, WorkerResult
+from graphs.patterns.sequential import build_sequential
+from graphs.state import RunState
+from memory.base import Memory
+
+OUT_OF_SCOPE_ANSWER = ("This request is outside what this assistant handles ({label}, confidence {confidence:.2f}). "
+                       "Please rephrase it or ask something else.")
+
+
+@dataclass
+class OrchestratorDeps:
+    """Everything the orchestrator's nodes call; each piece is injectable (tests pass scripted ones)."""
+
+    classifier: IntentClassifier
+    decomposer: TaskDecomposer
+    worker: WorkerAgent
+    synthesizer: Synthesizer
+    memory: Memory | None = None
+    # Out-of-scope or low-confidence requests: "answer" says so without running agents;
+    # "escalate" runs them anyway with the generic plan.
+    out_of_scope: Literal["answer", "escalate"] = "answer"
+    min_confidence: float = 0.0
+    recall_k: int = 5
+    patterns: dict[str, Callable[[WorkerAgent], CompiledStateGraph]] = field(
+        default_factory=lambda: {"sequential": build_sequential})
+
+
+def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver | None = None,
+                       forced_pattern: str | None = None) -> CompiledStateGraph:
+    """Compile the orchestrator; ``forced_pattern`` overrides the planner's choice of pattern."""
+    if forced_pattern is not None and forced_pattern not in deps.patterns:
+        raise ValueError(f"pattern {forced_pattern!r} is not available; available: {', '.join(deps.patterns)}")
+    teams = {name: build(deps.worker) for name, build in deps.patterns.items()}
+
+    def classify_intent(state: RunState) -> RunState:
+        result = deps.classifier.classify(state["request"])
+        low = result.confidence < deps.min_confidence
+        route = "out_of_scope" if (result.out_of_scope or low) and deps.out_of_scope == "answer" else "in_scope"
+        notes = [f"intent {result.label} ({result.confidence:.2f}) is out of scope or below "
+                 f"{deps.min_confidence}; escalated"] if (result.out_of_scope or low) and route == "in_scope" else []
+        return {"intent": result.model_dump(), "route": route, "notes": notes}
+
+    def out_of_scope(state: RunState) -> RunState:
+        intent = state["intent"]
+        return {"answer": OUT_OF_SCOPE_ANSWER.format(label=intent["label"], confidence=intent["confidence"]),
+                "results": [], "pattern": "none"}
+
+    def recall(state: RunState) -> RunState:
+        if deps.memory is None:  # no backend configured: nothing to recall
+            return {"memories": []}
+        return {"memories": deps.memory.recall(state["request"], deps.recall_k,
+                                                user_id=state.get("user_id", "local"))}
+
+    def plan(state: RunState, config: RunnableConfig) -> RunState:
+        intent = state.get("intent", {})
+        label = None if intent.get("out_of_scope") else intent.get("label")
+        result = deps.decomposer.decompose(state["request"], label, state.get("memories", []), config)
+        pattern = forced_pattern or result.pattern
+        notes: list[str] = []
+        if pattern not in teams:
+            notes.append(f"pattern {pattern!r} is not available; ran sequential")
+            pattern = "sequential"
+        return {"plan": result.model_dump(), "pattern": pattern, "notes": notes}
+
+    def execute(state: RunState, config: RunnableConfig) -> RunState:
+        ordered = topological_order(Plan.model_validate(state["plan"]))
+        team_input = {"request": state["request"], "memories": state.get("memories", []),
+                      "subtasks": [s.model_dump() for s in ordered], "results": []}
+        output = teams[state["pattern"]].invoke(team_input, config)
+        return {"results": output.get("results", [])}
+
+    def synthesize(state: RunState, config: RunnableConfig) -> RunState:
+        results = [WorkerResult.model_validate(r) for r in state.get("results", [])]
+        synthesis = deps.synthesizer.synthesize(state["request"], results, config)
+        notes = [f"synthesis fell back to raw results: {synthesis.error}"] if synthesis.fallback else []
+        return {"answer": synthesis.answer, "notes": notes}
+
+    def remember(state: RunState, config: RunnableConfig) -> RunState:
+        if deps.memory is None:  # no backend configured: nothing to write
+            return {}
+        run_id = str((config.get("configurable") or {}).get("thread_id", ""))
+        episode: dict[str, Any] = {"run_id": run_id, **{k: state.get(k) for k in
+                                   ("request", "intent", "plan", "pattern", "results", "answer")}}
+        deps.memory.remember(episode, user_id=state.get("user_id", "local"))
+        return {}
+
+    graph = StateGraph(RunState)
+    graph.add_node("classify_intent", classify_intent)
+    graph.add_node("out_of_scope", out_of_scope)
+    graph.add_node("recall", recall)
+    graph.add_node("plan", plan)
+    graph.add_node("execute", execute)
+    graph.add_node("synthesize", synthesize)
+    graph.add_node("remember", remember)
+    graph.add_edge(START, "classify_intent")
+    graph.add_conditional_edges("classify_intent", lambda s: s["route"],
+                                {"in_scope": "recall", "out_of_scope": "out_of_scope"})
+    graph.add_edge("out_of_scope", END)
+    graph.add_edge("recall", "plan")
+    graph.add_edge("plan", "execute")
+    graph.add_edge("execute", "synthesize")
+    graph.add_edge("synthesize", "remember")
+    graph.add_edge("remember", END)
+    return graph.compile(checkpointer=checkpointer, name="tierflow")

@@ -1,0 +1,34 @@
+"""Typed state of the orchestrator graph and of the pattern subgraphs.
+
+Values are plain JSON-ready dicts (dumps of the agents' pydantic models) so checkpoints stay
+readable and portable across versions.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+
+class RunState(TypedDict, total=False):
+    """One request's journey through classify_intent → recall → plan → execute → synthesize → remember."""
+
+    request: str
+    user_id: str
+    intent: dict[str, Any]
+    route: str
+    memories: list[str]
+    plan: dict[str, Any]
+    pattern: str
+    results: list[dict[str, Any]]
+    answer: str
+    notes: Annotated[list[str], operator.add]
+
+
+class TeamState(TypedDict, total=False):
+    """What a pattern subgraph works on: ordered subtasks in, one result per subtask out."""
+
+    request: str
+    memories: list[str]
+    subtasks: list[dict[str, Any]]
+    results: Annotated[list[dict[str, Any]], operator.add]

@@ -1,0 +1,78 @@
+"""Per-call accounting: which tier and model served a call, how long it took, how many tokens."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+from pydantic import BaseModel
+
+
+class ModelCall(BaseModel):
+    """One chat-model call as ``tierflow run --json`` reports it."""
+
+    tier: str
+    model: str
+    latency_ms: float
+    input_tokens: int
+    output_tokens: int
+    error: str | None = None
+
+
+class ModelCallRecorder(BaseCallbackHandler):
+    """Collects a :class:`ModelCall` for every chat-model call of a run, including failed ones.
+
+    A LangChain callback rather than code in each node, so calls made deep inside tool loops and
+    subgraphs are counted without threading a list through them. Thread-safe: parallel branches
+    report into the same recorder.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[ModelCall] = []
+        self._started: dict[UUID, tuple[float, str, str]] = {}
+        self._lock = threading.Lock()
+
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *,
+                            run_id: UUID, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        params = kwargs.get("invocation_params") or {}
+        tier = str((metadata or {}).get("tierflow_tier") or params.get("tier") or "?")
+        model = str(params.get("model_name") or params.get("model") or params.get("model_path") or "?")
+        with self._lock:
+            self._started[run_id] = (time.perf_counter(), tier, model)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            started = self._started.pop(run_id, None)
+        if started is None:
+            return
+        t0, tier, model = started
+        input_tokens = output_tokens = 0
+        for generations in response.generations:
+            for generation in generations:
+                message = getattr(generation, "message", None)
+                usage = getattr(message, "usage_metadata", None) or {}
+                input_tokens += int(usage.get("input_tokens", 0))
+                output_tokens += int(usage.get("output_tokens", 0))
+                meta = getattr(message, "response_metadata", None) or {}
+                tier = str(meta.get("tier") or tier)
+                model = str(meta.get("model_name") or model)
+        self._append(ModelCall(tier=tier, model=model, latency_ms=(time.perf_counter() - t0) * 1000,
+                               input_tokens=input_tokens, output_tokens=output_tokens))
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            started = self._started.pop(run_id, None)
+        if started is None:
+            return
+        t0, tier, model = started
+        self._append(ModelCall(tier=tier, model=model, latency_ms=(time.perf_counter() - t0) * 1000,
+                               input_tokens=0, output_tokens=0, error=f"{type(error).__name__}: {error}"))
+
+    def _append(self, call: ModelCall) -> None:
+        with self._lock:
+            self.calls.append(call)

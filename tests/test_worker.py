@@ -1,0 +1,109 @@
+"""The worker's bounded tool loop: tool calls, errors the agent can see, and every way the loop stops."""
+
+import pytest
+from langchain_core.tools import tool
+
+from agents.plan import Subtask
+from agents.worker import WorkerAgent, action_schema
+from runtimes.errors import StructuredOutputError
+from tests.scripted import ScriptedChatModel
+from tools.native import native_tools
+from tools.registry import ToolRegistry
+
+
+@tool
+def explode(text: str) -> str:
+    """Always fails."""
+    raise RuntimeError("boom")
+
+
+@tool
+def shout(text: str) -> str:
+    """Returns a very long text."""
+    return text.upper() * 2000
+
+
+TOOLS = ToolRegistry([*native_tools(), explode, shout])
+
+
+def worker(*replies, max_steps: int = 4) -> WorkerAgent:
+    return WorkerAgent(ScriptedChatModel.of(replies), TOOLS, max_steps=max_steps)
+
+
+def task(*tools: str) -> Subtask:
+    return Subtask(id="t", goal="do it", role="analyst", tools=list(tools))
+
+
+def test_a_tool_call_then_finish():
+    w = worker({"action": "call_tool", "tool": "calculator", "args": {"expression": "17*23"}},
+               {"action": "finish", "answer": "391"})
+    result = w.run(task("calculator"), "what is 17*23")
+    assert (result.output, result.stopped, result.steps) == ("391", "finished", 2)
+    assert result.tool_calls[0].output == "391" and not result.tool_calls[0].error
+    # the tool's output went back to the model
+    assert "Tool calculator returned: 391" in w.model.seen[1][-1].content
+
+
+def test_without_tools_the_worker_makes_one_plain_call():
+    w = worker("Paris is the capital of France.")
+    result = w.run(Subtask(id="t", goal="capital of France?", role="researcher"), "capital?",
+                   prior={"earlier": "some context"})
+    assert result.output == "Paris is the capital of France." and result.steps == 1
+    prompt = w.model.seen[0][-1].content
+    assert "Result of earlier: some context" in prompt and "Your task: capital of France?" in prompt
+    assert "response_format" not in w.model.seen_kwargs[0]
+
+
+def test_the_loop_stops_at_max_steps():
+    calls = [{"action": "call_tool", "tool": "calculator", "args": {"expression": f"{i}+1"}} for i in range(5)]
+    result = worker(*calls, max_steps=3).run(task("calculator"), "count")
+    assert result.stopped == "max_steps" and result.steps == 3 and len(result.tool_calls) == 3
+    assert result.output == "3"  # the last tool output is kept, not lost
+
+
+def test_a_repeated_identical_call_ends_the_loop():
+    call = {"action": "call_tool", "tool": "calculator", "args": {"expression": "1+1"}}
+    result = worker(call, call).run(task("calculator"), "again")
+    assert result.stopped == "repeated_call" and len(result.tool_calls) == 1 and result.output == "2"
+
+
+def test_tool_errors_and_disallowed_tools_are_observations_not_crashes():
+    w = worker({"action": "call_tool", "tool": "explode", "args": {"text": "x"}},
+               {"action": "call_tool", "tool": "word_count", "args": {"text": "x"}},
+               {"action": "call_tool", "tool": "calculator", "args": {"expression": "1/0"}},
+               {"action": "finish", "answer": "gave up"})
+    result = w.run(task("explode", "calculator"), "try")
+    assert [(c.tool, c.error) for c in result.tool_calls] == [("explode", True), ("word_count", True),
+                                                               ("calculator", True)]
+    assert result.tool_calls[0].output == "RuntimeError: boom"
+    assert "not allowed" in result.tool_calls[1].output
+    assert "division by zero" in result.tool_calls[2].output
+    assert result.output == "gave up"
+
+
+def test_huge_tool_results_are_cut_with_a_marker():
+    w = worker({"action": "call_tool", "tool": "shout", "args": {"text": "ab"}}, {"action": "finish", "answer": ""})
+    result = w.run(task("shout"), "shout")
+    assert result.tool_calls[0].output == "AB" * 1000 + " [cut: 2000 more characters]"
+    assert result.output == result.tool_calls[0].output  # empty answer falls back to the last observation
+
+
+def test_unusable_model_output_ends_the_subtask_with_an_error():
+    result = worker("not json at all").run(task("calculator"), "x")
+    assert result.stopped == "error" and "not JSON" in result.error and result.output == ""
+
+
+def test_action_schema_has_one_branch_per_allowed_tool_plus_finish():
+    schema = action_schema(TOOLS, ["calculator"])
+    branches = schema["anyOf"]
+    assert [b["properties"].get("tool", {}).get("const") for b in branches] == ["calculator", None]
+    assert branches[0]["properties"]["args"]["required"] == ["expression"]
+
+
+def test_max_steps_must_be_positive():
+    with pytest.raises(ValueError, match="max_steps"):
+        worker(max_steps=0)
+
+
+def test_structured_error_type_is_the_runtime_one():
+    assert issubclass(StructuredOutputError, ValueError)
