@@ -20,6 +20,8 @@ from runtimes.registry import TierRegistry
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
+# Each area keeps its server fixtures in tests/fixtures_<area>.py; they are loaded for every test.
+pytest_plugins = sorted(f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py"))
 
 
 def free_port() -> int:
