@@ -22,6 +22,10 @@ class ModelCall(BaseModel):
     input_tokens: int
     output_tokens: int
     error: str | None = None
+    # How the router chose the tier (absent when a tier was called directly).
+    rule: str | None = None
+    fallback_from: str | None = None
+    attempt: int | None = None
 
 
 class ModelCallRecorder(BaseCallbackHandler):
@@ -52,6 +56,7 @@ class ModelCallRecorder(BaseCallbackHandler):
             return
         t0, tier, model = started
         input_tokens = output_tokens = 0
+        route: dict[str, Any] = {}
         for generations in response.generations:
             for generation in generations:
                 message = getattr(generation, "message", None)
@@ -61,8 +66,10 @@ class ModelCallRecorder(BaseCallbackHandler):
                 meta = getattr(message, "response_metadata", None) or {}
                 tier = str(meta.get("tier") or tier)
                 model = str(meta.get("model_name") or model)
+                route = meta.get("route") or route
         self._append(ModelCall(tier=tier, model=model, latency_ms=(time.perf_counter() - t0) * 1000,
-                               input_tokens=input_tokens, output_tokens=output_tokens))
+                               input_tokens=input_tokens, output_tokens=output_tokens, rule=route.get("rule"),
+                               fallback_from=route.get("fallback_from"), attempt=route.get("attempt")))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import Field
 
 from runtimes.config import TierConfig
@@ -48,9 +50,24 @@ class CloudChatModel(ChatOpenAI):
         return result
 
 
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+
+
+def _inject_traceparent(request: httpx.Request) -> None:
+    # W3C trace context of the current span (a traced run's generation), so the server's spans join
+    # the run's trace; outside a span nothing is added. Only traceparent: baggage stays in-process.
+    _TRACE_CONTEXT.inject(request.headers)
+
+
+async def _ainject_traceparent(request: httpx.Request) -> None:
+    _inject_traceparent(request)
+
+
 def build_cloud(name: str, config: TierConfig) -> CloudChatModel:
     """Client for the tier's endpoint; timeouts and retries come from the tier declaration."""
     return CloudChatModel(
+        http_client=httpx.Client(event_hooks={"request": [_inject_traceparent]}),
+        http_async_client=httpx.AsyncClient(event_hooks={"request": [_ainject_traceparent]}),
         tier=name,
         model=config.model,
         base_url=config.base_url,

@@ -6,11 +6,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-TierKind = Literal["llamacpp", "openai"]
+TierKind = Literal["llamacpp", "torch", "openai"]
+DataClass = Literal["public", "private"]
 
 
 class TierConfig(BaseModel):
-    """One device tier. ``llamacpp`` runs a GGUF in-process; ``openai`` calls a compatible HTTP server."""
+    """One device tier.
+
+    ``llamacpp`` runs a GGUF in-process; ``torch`` runs transformers weights in-process (converted
+    from a GGUF once and cached); ``openai`` calls a compatible HTTP server (vLLM, Ollama, llama.cpp).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,9 +36,21 @@ class TierConfig(BaseModel):
     json_mode: Literal["json_schema", "json_object"] = "json_schema"
     cost_per_1k_input: float = Field(0.0, ge=0)
     cost_per_1k_output: float = Field(0.0, ge=0)
+    # What the router may send here and what the tier can do.
+    data_classes: list[DataClass] = Field(default_factory=lambda: ["public", "private"],
+                                          description="data this tier is cleared to see")
+    strength: int = Field(1, ge=0, le=100, description="rank for escalation: a failed schema goes to a stronger tier")
+    json_schema: bool = Field(True, description="can decode under a JSON schema")
+    tool_calling: bool = Field(False, description="native tool calling (tierflow's agents do not need it)")
+    expected_latency_ms: float = Field(1000.0, gt=0)
+    # torch tier only: weights to convert (GGUF; empty = the shipped SmolLM2), quantization, device.
+    quantize: Literal["none", "int8"] = "int8"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")
     def _check_kind_fields(self) -> TierConfig:
+        if self.kind == "openai" and "data_classes" not in self.model_fields_set:
+            self.data_classes = ["public"]  # data leaves the device: cleared for public data unless declared
         if self.kind == "openai":
             if not self.base_url:
                 raise ValueError("an 'openai' tier needs base_url")
@@ -48,5 +65,5 @@ def default_tiers() -> dict[str, TierConfig]:
     """The offline default: one mobile tier running the shipped SmolLM2 GGUF in-process."""
     return {
         "mobile": TierConfig(kind="llamacpp", model="smollm2-135m-instruct-q4_1", n_ctx=2048, n_threads=1,
-                             max_tokens=256, json_mode="json_object"),
+                             max_tokens=256, json_mode="json_object", strength=1, expected_latency_ms=3000),
     }

@@ -45,6 +45,34 @@ class ContextLengthExceeded(RuntimeLayerError, ValueError):
         self.limit = limit
 
 
+class TierTimeoutError(RuntimeLayerError, TimeoutError):
+    """A call ran past its tier's deadline and was cut off."""
+
+    def __init__(self, tier: str, timeout_s: float) -> None:
+        super().__init__(f"tier {tier!r} did not finish within {timeout_s:g} s")
+        self.tier = tier
+        self.timeout_s = timeout_s
+
+
+class BudgetExceeded(RuntimeLayerError):
+    """A run crossed one of its budgets; ``usage`` is what it had used when it stopped."""
+
+    def __init__(self, limit: str, usage: dict[str, float], budget: dict[str, float | None]) -> None:
+        super().__init__(f"run budget exceeded: {limit} (used {usage}, budget {budget})")
+        self.limit = limit
+        self.usage = usage
+        self.budget = budget
+
+
+class NoTierAvailable(RuntimeLayerError):
+    """No declared tier may serve a call (privacy, capabilities, context, open circuits, or all failed)."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        detail = "; ".join(f"{tier}: {why}" for tier, why in reasons.items()) or "no tiers declared"
+        super().__init__(f"no tier can serve this call — {detail}")
+        self.reasons = reasons
+
+
 class StructuredOutputError(RuntimeLayerError, ValueError):
     """The model's output is not JSON that matches the requested schema."""
 

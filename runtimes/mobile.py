@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
 
 from runtimes.config import TierConfig
-from runtimes.errors import ContextLengthExceeded, TierConfigError, TierUnavailableError
+from runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError, TierUnavailableError
 
 SHIPPED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Per-message overhead of chat templates (role markers, separators); a deliberate over-estimate.
@@ -43,11 +46,16 @@ class MobileChatModel(ChatLlamaCpp):
     """
 
     tier: str = Field("mobile")
+    timeout_s: float = Field(60.0, gt=0, description="wall-clock limit of one call, queueing included")
     _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
 
     def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         return {**super()._get_invocation_params(stop=stop, **kwargs), "tier": self.tier,
                 "model_name": self.model_alias()}
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under this model's own tokenizer."""
+        return len(self.client.tokenize(text.encode("utf-8"), add_bos=False))
 
     def _prompt_tokens(self, messages: list[BaseMessage]) -> int:
         total = 0
@@ -71,28 +79,69 @@ class MobileChatModel(ChatLlamaCpp):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        # ChatLlamaCpp._generate streams whenever ``streaming`` is set (its default), which loses
-        # llama.cpp's usage counts; a plain generate always takes the non-streaming call.
-        self._check_fits(messages, kwargs)
-        params = {**self._get_parameters(stop), **_llamacpp_response_format(kwargs)}
-        with self._lock:
-            response = self.client.create_chat_completion(messages=self._create_message_dicts(messages), **params)
+        usage: dict[str, Any] = {}
+        text = "".join(self._decode(messages, stop, kwargs, usage))
+        response = {"choices": [{"message": {"role": "assistant", "content": text},
+                                 "finish_reason": usage.pop("finish_reason", None)}], "usage": usage}
         return self._create_chat_result(response)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any):  # type: ignore[override]
-        prompt_tokens = self._check_fits(messages, kwargs)
-        kwargs = _llamacpp_response_format(kwargs)
-        with self._lock:
-            text = ""
-            for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
-                text += chunk.text
-                yield chunk
-            count = len(self.client.tokenize(text.encode("utf-8"), add_bos=False)) if text else 0
-        # llama.cpp's stream carries no usage; a closing empty chunk reports it (the output re-tokenized,
-        # the prompt as counted for the context check).
-        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata={
-            "input_tokens": prompt_tokens, "output_tokens": count, "total_tokens": prompt_tokens + count}))
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        usage: dict[str, Any] = {}
+        for piece in self._decode(messages, stop, kwargs, usage):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(content="", usage_metadata={
+                "input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"],
+                "total_tokens": usage["total_tokens"]}, response_metadata={"tier": self.tier,
+                                                                           "model_name": self.model_alias()}),
+            generation_info={"finish_reason": usage.get("finish_reason")})
+
+    def _decode(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
+                usage: dict[str, Any]) -> Iterator[str]:
+        """Decode token by token so a call can be cut off at its deadline; fills ``usage`` at the end.
+
+        llama.cpp's own non-streaming call cannot be interrupted (its per-token callbacks swallow
+        exceptions), so every call streams internally and checks the clock between tokens.
+        """
+        kwargs = dict(kwargs)
+        timeout_s = float(kwargs.pop("timeout_s", None) or self.timeout_s)
+        deadline = time.monotonic() + timeout_s
+        self._check_fits(messages, kwargs)
+        params = {**self._get_parameters(stop), **_llamacpp_response_format(kwargs)}
+        with self._locked(deadline, timeout_s):
+            stream = self.client.create_chat_completion(messages=self._create_message_dicts(messages),
+                                                        stream=True, **params)
+            produced, finish = 0, None
+            try:
+                for chunk in stream:
+                    choice = chunk["choices"][0]
+                    piece = (choice.get("delta") or {}).get("content")
+                    finish = choice.get("finish_reason") or finish
+                    if piece:
+                        produced += 1
+                        yield piece
+                    if time.monotonic() > deadline:
+                        raise TierTimeoutError(self.tier, timeout_s)
+            finally:
+                stream.close()
+            # After a streamed call the context holds exactly the prompt plus one token per piece.
+            prompt = max(0, self.client.n_tokens - produced)
+        usage.update(prompt_tokens=prompt, completion_tokens=produced, total_tokens=prompt + produced,
+                     finish_reason=finish)
+
+    @contextmanager
+    def _locked(self, deadline: float, timeout_s: float) -> Iterator[None]:
+        """Hold the decode lock, giving up with TierTimeoutError if it is not free before the deadline."""
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise TierTimeoutError(self.tier, timeout_s)
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _create_chat_result(self, response: dict) -> ChatResult:
         result = super()._create_chat_result(response)
@@ -137,6 +186,7 @@ def build_mobile(name: str, config: TierConfig) -> MobileChatModel:
             max_tokens=config.max_tokens,
             temperature=config.temperature,
             seed=config.seed,
+            timeout_s=config.timeout_s,
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:  # llama.cpp reports load failures as ValueError

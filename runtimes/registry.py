@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from runtimes.cloud import build_cloud
 from runtimes.config import TierConfig
 from runtimes.errors import ContextLengthExceeded, RuntimeLayerError, UnknownTierError
-from runtimes.mobile import MobileChatModel, build_mobile, shipped_model_path
+from runtimes.mobile import build_mobile, shipped_model_path
 
 
 class TierHealth(BaseModel):
@@ -57,15 +57,25 @@ class TierRegistry:
         with self._lock:
             model = self._models.get(name)
             if model is None:
-                model = build_mobile(name, config) if config.kind == "llamacpp" else build_cloud(name, config)
+                model = self._build(name, config)
                 self._models[name] = model
         return model
+
+    @staticmethod
+    def _build(name: str, config: TierConfig) -> BaseChatModel:
+        if config.kind == "llamacpp":
+            return build_mobile(name, config)
+        if config.kind == "torch":
+            from runtimes.edge import build_edge  # imports transformers: only when an edge tier is used
+
+            return build_edge(name, config)
+        return build_cloud(name, config)
 
     def count_tokens(self, name: str, text: str) -> int:
         """Tokens of ``text`` on tier ``name``: exact for llama.cpp, about four characters a token over HTTP."""
         model = self.chat_model(name)
-        if isinstance(model, MobileChatModel):
-            return len(model.client.tokenize(text.encode("utf-8"), add_bos=False))
+        if self._tiers[name].kind != "openai" and type(model).get_num_tokens is not BaseChatModel.get_num_tokens:
+            return model.get_num_tokens(text)  # in-process tiers count with their own tokenizer
         # Remote tokenizers are not reachable offline (tiktoken downloads its tables); estimate instead.
         return len(text) // 4 + 1
 
@@ -81,12 +91,13 @@ class TierRegistry:
     def check(self, name: str) -> TierHealth:
         """Probe a tier without running a prompt: the model file loads, or the endpoint lists models."""
         config = self.config(name)
-        if config.kind == "llamacpp":
+        if config.kind in ("llamacpp", "torch"):
+            runtime = "llama.cpp" if config.kind == "llamacpp" else "torch"
             try:
                 path = config.model_path or str(shipped_model_path())
                 self.chat_model(name)
                 return TierHealth(tier=name, kind=config.kind, model=path, usable=True,
-                                  detail="GGUF loaded in-process by llama.cpp")
+                                  detail=f"loaded in-process by {runtime}")
             except RuntimeLayerError as exc:
                 return TierHealth(tier=name, kind=config.kind, model=config.model_path or "(shipped)",
                                   usable=False, detail=str(exc))

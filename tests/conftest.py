@@ -71,5 +71,5 @@ def cloud_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def cloud_tier(base_url: str, **overrides: object) -> TierConfig:
     """A cloud tier on the test server; llama.cpp's server takes schemas in the json_object form."""
-    return TierConfig(kind="openai", base_url=base_url, model="smollm2", json_mode="json_object",
-                      timeout_s=60, max_retries=0, **overrides)
+    settings: dict[str, object] = {"json_mode": "json_object", "timeout_s": 60, "max_retries": 0, **overrides}
+    return TierConfig(kind="openai", base_url=base_url, model="smollm2", **settings)

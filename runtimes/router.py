@@ -1,0 +1,444 @@
+"""The tier router: a chat model that picks a device tier for every call and says why.
+
+It filters the declared tiers by data privacy, required capabilities, context length, circuit
+health and the run's budgets; tries them in policy order; falls back when a tier fails or times out;
+and escalates to a stronger tier when structured output does not match its schema. Each answer
+carries its decision in ``response_metadata["route"]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import jsonschema
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from runtimes.errors import (
+    MODEL_CALL_ERRORS,
+    BudgetExceeded,
+    ContextLengthExceeded,
+    NoTierAvailable,
+    TierConfigError,
+)
+from runtimes.registry import TierRegistry
+
+PRIVATE_FLAG = "private"
+# Text that marks a message private by default: e-mail addresses, card/IBAN-like digit runs, secrets.
+DEFAULT_PRIVATE_PATTERNS = [
+    r"[\w.+-]+@[\w-]+\.[\w.-]+",
+    r"\b(?:\d[ -]?){13,19}\b",
+    r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}\b",
+    r"(?i)\b(?:password|passwd|api[_-]?key|secret|ssn)\b\s*[:=]",
+]
+
+
+class BudgetPolicy(BaseModel):
+    """Per-run limits, summed over every call of the run including parallel branches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, ge=0)
+    max_wall_s: float | None = Field(None, gt=0)
+    on_exceed: Literal["raise", "degrade"] = "raise"
+
+
+class RoutingPolicy(BaseModel):
+    """How the router chooses; declared in settings under ``[routing]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order: list[str] = Field(default_factory=list, description="preferred tiers, best first; empty = default tier, "
+                                                                "then the rest by strength")
+    private_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIVATE_PATTERNS))
+    budget: BudgetPolicy = Field(default_factory=BudgetPolicy)
+    circuit_failures: int = Field(2, ge=1, description="consecutive failures that open a tier's circuit")
+    circuit_cooldown_s: float = Field(30.0, gt=0)
+    max_escalations: int = Field(2, ge=0)
+    policy_fn: str | None = Field(None, description="'module:function' that reorders or narrows the candidates")
+
+
+class RouteDecision(BaseModel):
+    """Why a call ran where it ran; copied into ``model_calls`` and trace metadata."""
+
+    tier: str
+    rule: str
+    fallback_from: str | None = None
+    attempt: int = 1
+    reason: str = ""
+    skipped: dict[str, str] = Field(default_factory=dict)
+
+
+class CallInfo(BaseModel):
+    """What a custom policy function sees about the call being routed."""
+
+    private: bool
+    needs_json: bool
+    needs_tools: bool
+    prompt_chars: int
+    run_id: str | None
+    agent: str | None
+
+
+PolicyFn = Callable[[CallInfo, list[str]], Sequence[str]]
+
+
+class _Circuit:
+    """Per-tier breaker: opens after N consecutive failures, half-opens after the cool-down."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.opened_at: float | None = None
+
+    def state(self, cooldown_s: float, now: float) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half_open" if now - self.opened_at >= cooldown_s else "open"
+
+
+class _Ledger:
+    """Usage of one run so far."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.cost = 0.0
+        self.started = time.monotonic()
+
+    def usage(self) -> dict[str, float]:
+        return {"tokens": self.tokens, "cost": round(self.cost, 6), "wall_s": round(time.monotonic() - self.started, 3)}
+
+
+class TierRouter(BaseChatModel):
+    """A LangChain chat model whose every call is dispatched to one of the registry's tiers.
+
+    Pass ``tier=NAME`` per call (``router.bind(tier="cloud")``) to name a tier; privacy still wins.
+    Routers made by :meth:`for_agent` share circuits and run ledgers with their parent.
+    """
+
+    registry: Any = Field(exclude=True)
+    policy: RoutingPolicy = Field(default_factory=RoutingPolicy)
+    preferred: str | None = None
+    agent: str | None = None
+    tier: str = "router"
+    clock: Callable[[], float] = Field(default=time.monotonic, exclude=True,
+                                       description="time source of circuit cool-downs")
+    _state: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._setup()
+
+    def _setup(self) -> None:
+        # Checked after pydantic's validation so configuration errors keep their own types.
+        if not isinstance(self.registry, TierRegistry):
+            raise TypeError("TierRouter.registry must be a runtimes.registry.TierRegistry")
+        for name in [*self.policy.order, *([self.preferred] if self.preferred else [])]:
+            self.registry.config(name)  # unknown names fail now, not mid-run
+        if not self._state:
+            self._state.update(lock=threading.Lock(), circuits={}, ledgers=OrderedDict(),
+                               patterns=[re.compile(p) for p in self.policy.private_patterns],
+                               policy_fn=_load_policy_fn(self.policy.policy_fn))
+
+    @property
+    def _llm_type(self) -> str:
+        return "tierflow-router"
+
+    def for_agent(self, agent: str, preferred: str | None = None) -> TierRouter:
+        """A view of this router for one agent kind, preferring ``preferred``; state is shared."""
+        if preferred is not None:
+            self.registry.config(preferred)
+        clone = self.model_copy(update={"agent": agent, "preferred": preferred})
+        clone._state = self._state
+        return clone
+
+    # ----- the decision -------------------------------------------------------------------------
+
+    def is_private(self, messages: Sequence[BaseMessage], run_private: bool = False) -> bool:
+        """True when the run, a message flag or a policy pattern marks the data private."""
+        if run_private:
+            return True
+        for message in messages:
+            if message.additional_kwargs.get(PRIVATE_FLAG) or message.response_metadata.get(PRIVATE_FLAG):
+                return True
+            text = message.text if isinstance(message.content, list) else str(message.content)
+            if any(p.search(text) for p in self._state["patterns"]):
+                return True
+        return False
+
+    def candidates(self, info: CallInfo, prompt_tokens: Callable[[str], int], max_tokens: int | None,
+                   forced: str | None = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
+        """Tiers that may serve the call, in the order to try them, each with the rule that put it there."""
+        order = self._order(forced)
+        allowed: list[tuple[str, str]] = []
+        skipped: dict[str, str] = {}
+        now = self.clock()
+        for position, name in enumerate(order):
+            config = self.registry.config(name)
+            if info.private and "private" not in config.data_classes:
+                skipped[name] = "not cleared for private data"
+                continue
+            if info.needs_json and not config.json_schema:
+                skipped[name] = "no schema-constrained decoding"
+                continue
+            if info.needs_tools and not config.tool_calling:
+                skipped[name] = "no native tool calling"
+                continue
+            circuit = self._circuit(name)
+            if circuit.state(self.policy.circuit_cooldown_s, now) == "open":
+                skipped[name] = "circuit open after failures"
+                continue
+            reserve = max_tokens or config.max_tokens
+            tokens = prompt_tokens(name)
+            if tokens + reserve > config.n_ctx:
+                skipped[name] = f"prompt of {tokens} tokens does not fit n_ctx {config.n_ctx}"
+                continue
+            rule = "forced" if forced == name else "preference" if position == 0 else "fallback"
+            if not allowed and skipped.get(order[0]) == "not cleared for private data":
+                rule = "privacy"
+            allowed.append((name, rule))
+        fn = self._state["policy_fn"]
+        if fn is not None and allowed:
+            chosen = list(fn(info, [name for name, _ in allowed]))
+            by_name = dict(allowed)
+            unknown = [c for c in chosen if c not in by_name]
+            if unknown:
+                raise TierConfigError(f"routing policy_fn returned tiers it may not use: {unknown}")
+            allowed = [(name, "policy_fn") for name in chosen]
+        return allowed, skipped
+
+    def _order(self, forced: str | None) -> list[str]:
+        names = self.registry.names
+        base = list(self.policy.order) or sorted(names, key=lambda n: (n != self.registry.default_tier,
+                                                                       self.registry.config(n).strength, n))
+        base += [n for n in sorted(names, key=lambda n: self.registry.config(n).strength) if n not in base]
+        for first in (self.preferred, forced):
+            if first:
+                base = [first, *[n for n in base if n != first]]
+        return base
+
+    # ----- generation ---------------------------------------------------------------------------
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        plan = self._plan(messages, run_manager, kwargs)
+        schema = _schema_of(kwargs)
+        attempt, escalations = 0, 0
+        fallback_from: str | None = None
+        failures: dict[str, str] = {}
+        queue = list(plan.candidates)
+        while queue:
+            name, rule = queue.pop(0)
+            attempt += 1
+            try:
+                result = self.registry.chat_model(name)._generate(messages, stop=stop, **plan.call_kwargs)
+            except ContextLengthExceeded as exc:
+                failures[name] = str(exc)
+                continue
+            except MODEL_CALL_ERRORS as exc:
+                self._record_failure(name)
+                failures[name] = f"{type(exc).__name__}: {exc}"
+                fallback_from, rule = name, "fallback"
+                queue = [(n, "fallback") for n, _ in queue]
+                continue
+            self._record_success(name)
+            message = result.generations[0].message
+            self._charge(plan.run_id, name, message)
+            problem = _schema_problem(message, schema) if schema is not None else None
+            if problem and escalations < self.policy.max_escalations:
+                stronger = [(n, "escalation") for n, _ in queue
+                            if self.registry.config(n).strength > self.registry.config(name).strength]
+                if stronger:
+                    escalations += 1
+                    failures[name] = f"output failed its schema: {problem}"
+                    fallback_from = name
+                    queue = stronger
+                    continue
+            decision = RouteDecision(tier=name, rule=rule if not plan.degraded else "budget_degrade",
+                                     fallback_from=fallback_from, attempt=attempt,
+                                     reason="; ".join(f"{k}: {v}" for k, v in failures.items()),
+                                     skipped=plan.skipped)
+            _annotate(message, decision)
+            return result
+        raise NoTierAvailable({**plan.skipped, **failures})
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        # Streaming falls back only before the first token: once text reached the caller it stays.
+        plan = self._plan(messages, run_manager, kwargs)
+        failures: dict[str, str] = {}
+        fallback_from: str | None = None
+        for attempt, (name, rule) in enumerate(plan.candidates, start=1):
+            model = self.registry.chat_model(name)
+            stream = model._stream(messages, stop=stop, run_manager=run_manager, **plan.call_kwargs)
+            try:
+                first = next(stream, None)
+            except MODEL_CALL_ERRORS as exc:
+                self._record_failure(name)
+                failures[name] = f"{type(exc).__name__}: {exc}"
+                fallback_from = name
+                continue
+            self._record_success(name)
+            decision = RouteDecision(tier=name, rule="fallback" if fallback_from else rule,
+                                     fallback_from=fallback_from, attempt=attempt,
+                                     reason="; ".join(f"{k}: {v}" for k, v in failures.items()), skipped=plan.skipped)
+            usage_seen: dict[str, int] = {}
+            for chunk in ([first] if first is not None else []) + list(stream):
+                usage = getattr(chunk.message, "usage_metadata", None)
+                if usage:
+                    usage_seen = dict(usage)
+                yield chunk
+            closing = AIMessageChunk(content="", response_metadata={"tier": name, "route": decision.model_dump()})
+            self._charge(plan.run_id, name, AIMessage(content="", usage_metadata=usage_seen or None))
+            yield ChatGenerationChunk(message=closing)
+            return
+        raise NoTierAvailable({**plan.skipped, **failures})
+
+    # ----- helpers ------------------------------------------------------------------------------
+
+    def _plan(self, messages: list[BaseMessage], run_manager: CallbackManagerForLLMRun | None,
+              kwargs: dict[str, Any]) -> _CallPlan:
+        kwargs = dict(kwargs)
+        forced = kwargs.pop("tier", None)
+        if forced is not None:
+            self.registry.config(forced)
+        metadata = dict(getattr(run_manager, "metadata", None) or {})
+        run_id = metadata.get("tierflow_run_id")
+        info = CallInfo(private=self.is_private(messages, bool(metadata.get("tierflow_private"))),
+                        needs_json="response_format" in kwargs, needs_tools="tools" in kwargs,
+                        prompt_chars=sum(len(str(m.content)) for m in messages), run_id=run_id, agent=self.agent)
+        degraded = self._check_budget(run_id)
+        text = "\n".join(str(m.content) for m in messages)
+        candidates, skipped = self.candidates(info, lambda name: self.registry.count_tokens(name, text) + 8 * len(
+            messages), kwargs.get("max_tokens"), forced)
+        if degraded:
+            cheapest = min((self._price(n) for n, _ in candidates), default=0.0)
+            for name, _ in candidates:
+                if self._price(name) > cheapest:
+                    skipped[name] = "budget exhausted: degraded to the cheapest tier"
+            candidates = [(n, "budget_degrade") for n, _ in candidates if self._price(n) <= cheapest]
+        if not candidates:
+            raise NoTierAvailable(skipped)
+        return _CallPlan(candidates=candidates, skipped=skipped, call_kwargs=kwargs, run_id=run_id, degraded=degraded)
+
+    def _price(self, name: str) -> float:
+        config = self.registry.config(name)
+        return config.cost_per_1k_input + config.cost_per_1k_output
+
+    def _circuit(self, name: str) -> _Circuit:
+        with self._state["lock"]:
+            return self._state["circuits"].setdefault(name, _Circuit())
+
+    def circuit_state(self, name: str) -> str:
+        """``closed``, ``open`` or ``half_open`` for tier ``name``."""
+        return self._circuit(name).state(self.policy.circuit_cooldown_s, self.clock())
+
+    def _record_failure(self, name: str) -> None:
+        circuit = self._circuit(name)
+        with self._state["lock"]:
+            circuit.failures += 1
+            if circuit.failures >= self.policy.circuit_failures or circuit.opened_at is not None:
+                circuit.opened_at = self.clock()
+
+    def _record_success(self, name: str) -> None:
+        circuit = self._circuit(name)
+        with self._state["lock"]:
+            circuit.failures = 0
+            circuit.opened_at = None
+
+    def ledger(self, run_id: str | None) -> dict[str, float]:
+        """Usage of run ``run_id`` so far (tokens, cost, wall seconds)."""
+        return self._ledger(run_id).usage()
+
+    def _ledger(self, run_id: str | None) -> _Ledger:
+        key = run_id or "(no run)"
+        with self._state["lock"]:
+            ledgers: OrderedDict[str, _Ledger] = self._state["ledgers"]
+            if key not in ledgers:
+                ledgers[key] = _Ledger()
+                while len(ledgers) > 1024:  # bounded: old runs' ledgers are dropped first
+                    ledgers.popitem(last=False)
+            return ledgers[key]
+
+    def _check_budget(self, run_id: str | None) -> bool:
+        """False when within budget; True when over it and the policy degrades; raises when it says so."""
+        budget = self.policy.budget
+        ledger = self._ledger(run_id)
+        with self._state["lock"]:
+            usage = ledger.usage()
+        crossed = next((limit for limit, used, cap in (("tokens", usage["tokens"], budget.max_tokens),
+                                                       ("cost", usage["cost"], budget.max_cost),
+                                                       ("wall_s", usage["wall_s"], budget.max_wall_s))
+                        if cap is not None and used >= cap), None)
+        if crossed is None:
+            return False
+        if budget.on_exceed == "raise":
+            raise BudgetExceeded(crossed, usage, budget.model_dump(exclude={"on_exceed"}))
+        return True
+
+    def _charge(self, run_id: str | None, name: str, message: BaseMessage) -> None:
+        usage = getattr(message, "usage_metadata", None) or {}
+        config = self.registry.config(name)
+        tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+        ledger = self._ledger(run_id)
+        with self._state["lock"]:
+            ledger.tokens += tokens_in + tokens_out
+            ledger.cost += (tokens_in * config.cost_per_1k_input + tokens_out * config.cost_per_1k_output) / 1000
+
+
+class _CallPlan(BaseModel):
+    candidates: list[tuple[str, str]]
+    skipped: dict[str, str]
+    call_kwargs: dict[str, Any]
+    run_id: str | None
+    degraded: bool
+
+
+def _annotate(message: BaseMessage, decision: RouteDecision) -> None:
+    message.response_metadata["route"] = decision.model_dump()
+    message.response_metadata["tier"] = decision.tier
+
+
+def _schema_of(kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    fmt = kwargs.get("response_format")
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_schema":
+        return (fmt.get("json_schema") or {}).get("schema")
+    return fmt.get("schema")
+
+
+def _schema_problem(message: BaseMessage, schema: dict[str, Any]) -> str | None:
+    """Why the message's JSON does not satisfy ``schema`` (None when it does)."""
+    try:
+        value = json.loads(message.text)
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg})"
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as exc:
+        return exc.message[:200]
+    return None
+
+
+def _load_policy_fn(spec: str | None) -> PolicyFn | None:
+    if not spec:
+        return None
+    module_name, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise TierConfigError(f"routing policy_fn {spec!r} cannot be loaded: {exc}") from exc
+    if not callable(fn):
+        raise TierConfigError(f"routing policy_fn {spec!r} is not callable")
+    return fn
