@@ -21,7 +21,7 @@ class TierConfig(BaseModel):
 
     kind: TierKind
     model: str = Field("", description="model name sent to an OpenAI-compatible server; label for llamacpp")
-    model_path: str | None = Field(None, description="GGUF file for llamacpp; empty means the shipped SmolLM2")
+    model_path: str | None = Field(None, description="GGUF file for llamacpp/torch; empty means the shipped SmolLM2")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     api_key: SecretStr = SecretStr("not-needed")
     n_ctx: int = Field(2048, ge=256, le=1_048_576)
@@ -51,6 +51,8 @@ class TierConfig(BaseModel):
     def _check_kind_fields(self) -> TierConfig:
         if self.kind == "openai" and "data_classes" not in self.model_fields_set:
             self.data_classes = ["public"]  # data leaves the device: cleared for public data unless declared
+        if self.kind == "torch" and "json_schema" not in self.model_fields_set:
+            self.json_schema = False  # transformers decoding is not grammar-constrained here
         if self.kind == "openai":
             if not self.base_url:
                 raise ValueError("an 'openai' tier needs base_url")

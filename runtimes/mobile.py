@@ -128,8 +128,9 @@ class MobileChatModel(ChatLlamaCpp):
                         raise TierTimeoutError(self.tier, timeout_s)
             finally:
                 stream.close()
-            # After a streamed call the context holds exactly the prompt plus one token per piece.
-            prompt = max(0, self.client.n_tokens - produced)
+            # After a streamed call the context holds the prompt plus every generated token except a
+            # last one cut by the length limit, which is sampled but never evaluated.
+            prompt = max(0, self.client.n_tokens - produced + (1 if finish == "length" else 0))
         usage.update(prompt_tokens=prompt, completion_tokens=produced, total_tokens=prompt + produced,
                      finish_reason=finish)
 

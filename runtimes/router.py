@@ -2,7 +2,9 @@
 
 It filters the declared tiers by data privacy, required capabilities, context length, circuit
 health and the run's budgets; tries them in policy order; falls back when a tier fails or times out;
-and escalates to a stronger tier when structured output does not match its schema. Each answer
+and escalates to a stronger tier when structured output does not match its schema (a tier without
+schema-constrained decoding may still answer a JSON call: its output is validated like any other).
+Each answer
 carries its decision in ``response_metadata["route"]``.
 """
 
@@ -187,9 +189,6 @@ class TierRouter(BaseChatModel):
             config = self.registry.config(name)
             if info.private and "private" not in config.data_classes:
                 skipped[name] = "not cleared for private data"
-                continue
-            if info.needs_json and not config.json_schema:
-                skipped[name] = "no schema-constrained decoding"
                 continue
             if info.needs_tools and not config.tool_calling:
                 skipped[name] = "no native tool calling"

@@ -153,19 +153,21 @@ def test_budget_exhaustion_can_degrade_to_the_cheapest_tier(cloud_server):
     assert "budget exhausted" in route_of(second)["skipped"]["cloud"]
 
 
-def test_schema_failure_on_a_small_tier_escalates_to_a_stronger_one(cloud_server):
-    # three tokens cannot hold the object, so the mobile answer fails its schema
+def test_schema_failure_escalates_mobile_to_edge_to_cloud_within_the_bound(cloud_server):
+    # three tokens cannot hold the object, so mobile's and edge's answers fail the schema
     tiny = TierConfig(kind="llamacpp", max_tokens=3, strength=1, json_mode="json_object")
+    edge = TierConfig(kind="torch", max_tokens=3, strength=2, n_threads=1, quantize="int8")
     strong = cloud_tier(cloud_server, max_tokens=96, strength=3)
-    r = router({"mobile": tiny, "cloud": strong}, order=["mobile", "cloud"], max_escalations=1)
+    tiers = {"mobile": tiny, "edge": edge, "cloud": strong}
     recorder = ModelCallRecorder()
+    r = router(tiers, order=["mobile", "edge", "cloud"], max_escalations=2)
     value = invoke_json(r, "Give a name and an age as JSON.", SCHEMA, {"callbacks": [recorder]})
     assert isinstance(value["name"], str) and isinstance(value["age"], int)
     [call] = recorder.calls
-    assert (call.tier, call.rule, call.fallback_from, call.attempt) == ("cloud", "escalation", "mobile", 2)
+    assert (call.tier, call.rule, call.fallback_from, call.attempt) == ("cloud", "escalation", "edge", 3)
 
-    bounded = router({"mobile": tiny, "cloud": strong}, order=["mobile", "cloud"], max_escalations=0)
-    with pytest.raises(StructuredOutputError):
+    bounded = router(tiers, order=["mobile", "edge", "cloud"], max_escalations=1)
+    with pytest.raises(StructuredOutputError):  # mobile -> edge, then the bound stops it
         invoke_json(bounded, "Give a name and an age as JSON.", SCHEMA)
 
 
