@@ -1,0 +1,185 @@
+"""tierflow's MCP client against a server written with the SDK's low-level API: pooling, limits and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.fixtures_mcp import raw_server
+from tools.errors import ToolInputError, UnknownToolError
+from tools.mcp.client import McpClient, McpConnectionError, McpTimeoutError, McpToolError
+from tools.mcp.config import McpServerConfig
+from tools.policy import ROLE_METADATA_KEY, ToolNotAllowedError, allowed_tools
+from tools.registry import ToolRegistry
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def stateful() -> McpClient:
+    with McpClient({"raw": raw_server(timeout_s=5, max_result_chars=200, allow_roles=["analyst"])}) as client:
+        yield client
+
+
+def test_discovers_tools_with_their_json_schemas(stateful: McpClient) -> None:
+    tools = {t.name: t for t in stateful.tools()}
+    assert {"echo", "add", "sleep", "die", "big", "fail"} <= set(tools)
+    schema = tools["add"].tool_call_schema.model_json_schema()
+    assert schema["properties"] == {"a": {"type": "integer"}, "b": {"type": "integer"}}
+    assert schema["required"] == ["a", "b"]
+    # The worker's registry reads the same schema for its prompts and decoding.
+    registry = ToolRegistry(stateful.tools())
+    assert registry.describe(["add"])[0]["args"] == schema["properties"]
+
+
+def test_sync_invoke_from_threads_and_async_ainvoke(stateful: McpClient) -> None:
+    add = stateful.tool("add")
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(add.invoke({"a": i, "b": 1}))) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results, key=int) == [str(i + 1) for i in range(6)]
+    assert asyncio.run(add.ainvoke({"a": 2, "b": 40})) == "42"
+
+
+def test_stateful_server_keeps_one_session(stateful: McpClient) -> None:
+    first = int(stateful.call("raw", "counter"))
+    second = int(stateful.call("raw", "counter"))
+    assert second == first + 1
+    assert len({stateful.call("raw", "pid") for _ in range(4)}) == 1
+
+
+def test_bad_arguments_are_refused_before_sending(stateful: McpClient) -> None:
+    before = int(stateful.call("raw", "counter"))
+    with pytest.raises(ToolInputError, match="'b' is a required property"):
+        stateful.tool("add").invoke({"a": 1})
+    with pytest.raises(ToolInputError, match="a: 'one' is not of type 'integer'"):
+        stateful.call("raw", "add", {"a": "one", "b": 2})
+    with pytest.raises(ToolInputError, match="Additional properties"):
+        stateful.call("raw", "add", {"a": 1, "b": 2, "c": 3})
+    with pytest.raises(ToolInputError, match="the limit is 100000"):
+        stateful.call("raw", "echo", {"text": "x" * 200_000})
+    with pytest.raises(UnknownToolError, match="unknown tool 'nope'"):
+        stateful.call("raw", "nope", {})
+    with pytest.raises(McpToolError, match="unknown MCP server 'other'"):
+        stateful.call("other", "add", {"a": 1, "b": 2})
+    assert int(stateful.call("raw", "counter")) == before + 1  # nothing above reached the server
+
+
+def test_results_are_capped_with_a_marker(stateful: McpClient) -> None:
+    text = stateful.call("raw", "big", {"n": 1000})
+    assert text == "x" * 200 + " [cut: 800 more characters]"
+
+
+def test_server_errors_become_tool_errors(stateful: McpClient) -> None:
+    with pytest.raises(McpToolError, match="fail failed: the fail tool always fails"):
+        stateful.tool("fail").invoke({})
+
+
+def test_role_allowlist(stateful: McpClient) -> None:
+    assert allowed_tools(stateful.tools(), "writer") == []
+    assert "add" in allowed_tools(stateful.tools(), "analyst")
+    assert stateful.tools(role="writer") == []
+    with pytest.raises(ToolNotAllowedError, match="role 'writer' may not call tool 'add'"):
+        stateful.tool("add").invoke({"a": 1, "b": 2}, {"metadata": {ROLE_METADATA_KEY: "writer"}})
+    assert stateful.tool("add").invoke({"a": 1, "b": 2}, {"metadata": {ROLE_METADATA_KEY: "analyst"}}) == "3"
+
+
+def test_call_that_never_answers_times_out_and_session_survives(stateful: McpClient) -> None:
+    started = time.monotonic()
+    with pytest.raises(McpTimeoutError, match=r"did not answer within 0\.5 s"):
+        stateful.call("raw", "sleep", {"seconds": 30}, timeout_s=0.5)
+    assert time.monotonic() - started < 5
+    assert stateful.call("raw", "echo", {"text": "still here"}) == "still here"
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_call_returns_promptly(stateful: McpClient) -> None:
+    task = asyncio.create_task(stateful.acall("raw", "sleep", {"seconds": 30}))
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 2
+    assert await stateful.acall("raw", "add", {"a": 1, "b": 1}) == "2"
+
+
+def test_server_killed_mid_call_is_reported_and_restarted() -> None:
+    with McpClient({"raw": raw_server(timeout_s=10)}) as client:
+        pid = client.call("raw", "pid")
+        with pytest.raises(McpConnectionError, match="restarted for the next call"):
+            client.call("raw", "die")
+        assert client.call("raw", "echo", {"text": "back"}) == "back"
+        assert client.call("raw", "pid") != pid
+
+
+def test_server_that_never_answers_the_handshake() -> None:
+    hung = McpServerConfig(command=sys.executable, args=["-c", "import time; time.sleep(60)"], connect_timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(McpTimeoutError, match="'hung' did not complete the handshake within 1 s"):
+        McpClient({"hung": hung}).start()
+    assert time.monotonic() - started < 10
+
+
+def test_missing_server_command_is_a_clear_error() -> None:
+    with pytest.raises(McpToolError, match="cannot open MCP server 'gone'"):
+        McpClient({"gone": McpServerConfig(command="/nonexistent/mcp-server")}).start()
+
+
+def test_stateless_pool_spreads_calls_and_limits_concurrency() -> None:
+    config = raw_server(stateless=True, pool_size=3, max_concurrency=4)
+    with McpClient({"raw": config}) as client:
+
+        async def burst() -> list[str]:
+            return list(await asyncio.gather(*(client.acall("raw", "pid") for _ in range(12))))
+
+        assert len(set(asyncio.run(burst()))) == 3  # one process per pooled session, all used
+
+        async def peaks() -> list[int]:
+            return [int(p) for p in await asyncio.gather(*(client.acall("raw", "peak", {"ms": 150})
+                                                           for _ in range(12)))]
+
+        # 12 calls, at most 4 in flight over 3 sessions: no session ever holds more than 2 at once.
+        assert max(asyncio.run(peaks())) <= 2
+
+
+def test_close_stops_server_processes() -> None:
+    import os
+
+    client = McpClient({"raw": raw_server(stateless=True, pool_size=2)}).start()
+    pids = {int(client.call("raw", "pid")) for _ in range(4)}
+    client.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+    with pytest.raises(McpToolError, match="not started"):
+        client.call("raw", "pid")
+    client.close()  # twice is fine
+    assert os.getpid() not in pids
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting to be reaped counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False

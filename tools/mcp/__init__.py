@@ -1,0 +1,8 @@
+"""MCP on the client side: server declarations (``config``) and pooled sessions exposed as tools (``client``).
+
+Only the declarations are imported here so that reading settings does not load the MCP SDK.
+"""
+
+from tools.mcp.config import McpServerConfig
+
+__all__ = ["McpServerConfig"]

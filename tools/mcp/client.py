@@ -1,0 +1,521 @@
+"""Pooled, long-lived MCP client sessions whose tools are LangChain tools usable with ``invoke`` and ``ainvoke``.
+
+The client owns one asyncio event loop on a background thread: every session is entered and exited by its
+own task on that loop (the SDK's transports require it), so synchronous callers (LangGraph's thread pool)
+and coroutines on any other loop share the same sessions. Stateful servers get one session for the client's
+lifetime; servers declared stateless get a pool and each call goes to the least busy session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import json
+import logging
+import sys
+import threading
+import weakref
+from collections.abc import Awaitable, Mapping
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any, TextIO, TypeVar
+
+import anyio
+import httpx
+import jsonschema
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+from mcp import ClientSession, McpError, StdioServerParameters, types
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CONNECTION_CLOSED
+from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
+
+from tools.errors import ToolInputError, ToolLayerError, UnknownToolError
+from tools.mcp.config import McpServerConfig
+from tools.policy import check_allowed, permits
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CUT_MARKER = "[cut: {n} more characters]"
+# Errors that mean the transport under a session is gone; the session is dropped and reopened on next use.
+_TRANSPORT_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, httpx.TransportError,
+                     BrokenPipeError, ConnectionError, EOFError)
+
+
+class McpToolError(ToolLayerError):
+    """An MCP tool call failed: the server reported an error, or the server could not be reached."""
+
+
+class McpTimeoutError(McpToolError, TimeoutError):
+    """An MCP server did not answer within the call's (or connection's) time limit."""
+
+
+class McpConnectionError(McpToolError, ConnectionError):
+    """The MCP server's process or connection went away; the next call reconnects."""
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` shortened to ``limit`` characters plus a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + " " + CUT_MARKER.format(n=len(text) - limit)
+
+
+def result_text(result: types.CallToolResult) -> str:
+    """The text an agent sees for a tool result: text parts, structured content, placeholders for binaries."""
+    parts: list[str] = []
+    for item in result.content:
+        if isinstance(item, types.TextContent):
+            parts.append(item.text)
+        elif isinstance(item, types.EmbeddedResource):
+            res = item.resource
+            parts.append(res.text if isinstance(res, types.TextResourceContents) else f"[binary resource {res.uri}]")
+        elif isinstance(item, types.ResourceLink):
+            parts.append(f"[resource {item.uri}]")
+        else:
+            parts.append(f"[{item.type} {getattr(item, 'mimeType', '')}]".replace(" ]", "]"))
+    if not parts and result.structuredContent is not None:
+        parts.append(json.dumps(result.structuredContent, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+class _Session:
+    """One MCP session, entered and exited by its own task on the client's loop."""
+
+    def __init__(self, name: str, config: McpServerConfig, errlog: TextIO) -> None:
+        self.name = name
+        self.config = config
+        self.errlog = errlog
+        self.session: ClientSession | None = None
+        self.busy = 0
+        self.broken = False
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> types.InitializeResult:
+        ready: asyncio.Future[types.InitializeResult] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(ready), name=f"mcp-session-{self.name}")
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_s):
+                return await asyncio.shield(ready)
+        except TimeoutError:
+            ready.cancel()
+            await self.close()
+            raise McpTimeoutError(f"MCP server {self.name!r} did not complete the handshake within "
+                                  f"{self.config.connect_timeout_s:g} s") from None
+        except BaseException:
+            ready.cancel()
+            await self.close()
+            raise
+
+    async def _run(self, ready: asyncio.Future[types.InitializeResult]) -> None:
+        try:
+            async with AsyncExitStack() as stack:
+                read, write = await self._transport(stack)
+                session = await stack.enter_async_context(ClientSession(read, write))
+                init = await session.initialize()
+                self.session = session
+                ready.set_result(init)
+                await self._closing.wait()
+        except BaseException as exc:  # the task ends here; callers see it through `ready` or a failed call
+            if not ready.done():
+                ready.set_exception(McpConnectionError(f"cannot open MCP server {self.name!r}: {_describe(exc)}"))
+            elif not self._closing.is_set():
+                log.warning("MCP session %s ended: %s", self.name, _describe(exc))
+            if isinstance(exc, asyncio.CancelledError) and not self._closing.is_set():
+                raise
+        finally:
+            self.session = None
+            self.broken = True
+
+    async def _transport(self, stack: AsyncExitStack) -> tuple[Any, Any]:
+        cfg = self.config
+        if cfg.transport == "stdio":
+            params = StdioServerParameters(command=cfg.command or "", args=cfg.args, env=cfg.env, cwd=cfg.cwd)
+            return await stack.enter_async_context(stdio_client(params, errlog=self.errlog))
+        headers = dict(cfg.headers)
+        if cfg.token:
+            headers["Authorization"] = f"Bearer {cfg.token}"
+        http = await stack.enter_async_context(httpx.AsyncClient(
+            headers=headers, follow_redirects=True, timeout=httpx.Timeout(cfg.timeout_s, read=cfg.timeout_s + 5)))
+        read, write, _ = await stack.enter_async_context(streamable_http_client(cfg.url or "", http_client=http))
+        return read, write
+
+    async def close(self) -> None:
+        self._closing.set()
+        task = self._task
+        if task is None or task.done():
+            return
+        if self.session is None:  # still connecting (or stuck in the handshake): nothing to close politely
+            task.cancel()
+        try:
+            async with asyncio.timeout(10):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        except BaseException:  # an error while closing was already logged by _run
+            pass
+
+
+class _ServerPool:
+    """The sessions of one server, its concurrency limit, and reconnection after failures."""
+
+    def __init__(self, name: str, config: McpServerConfig, errlog: TextIO) -> None:
+        self.name = name
+        self.config = config
+        self.errlog = errlog
+        size = config.pool_size if config.stateless else 1
+        self.slots: list[_Session | None] = [None] * size
+        self.locks = [asyncio.Lock() for _ in range(size)]
+        self.limit = asyncio.Semaphore(config.max_concurrency)
+        self.tools: dict[str, types.Tool] = {}
+
+    async def start(self) -> list[types.Tool]:
+        await asyncio.gather(*(self._session(i) for i in range(len(self.slots))))
+        session = await self._session(0)
+        assert session.session is not None
+        listed: list[types.Tool] = []
+        cursor: str | None = None
+        while True:
+            page = await session.session.list_tools(params=types.PaginatedRequestParams(cursor=cursor)
+                                                    if cursor else None)
+            listed.extend(page.tools)
+            cursor = page.nextCursor
+            if not cursor:
+                break
+        wanted = set(self.config.tools) if self.config.tools is not None else None
+        if wanted is not None and (missing := wanted - {t.name for t in listed}):
+            raise McpToolError(f"MCP server {self.name!r} has no tool(s) {', '.join(sorted(missing))}; "
+                               f"it offers {', '.join(t.name for t in listed)}")
+        self.tools = {t.name: t for t in listed if wanted is None or t.name in wanted}
+        return list(self.tools.values())
+
+    async def _session(self, index: int) -> _Session:
+        current = self.slots[index]
+        if current is not None and not current.broken and current.session is not None:
+            return current
+        async with self.locks[index]:
+            current = self.slots[index]
+            if current is not None and not current.broken and current.session is not None:
+                return current
+            if current is not None:
+                await current.close()
+            fresh = _Session(self.name, self.config, self.errlog)
+            self.slots[index] = None
+            await fresh.open()
+            self.slots[index] = fresh
+            return fresh
+
+    def _pick(self) -> int:
+        best, load = 0, None
+        for i, slot in enumerate(self.slots):
+            busy = slot.busy if slot is not None and not slot.broken else -1  # a closed slot reconnects first
+            if load is None or busy < load:
+                best, load = i, busy
+        return best
+
+    async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> types.CallToolResult:
+        async with self.limit:
+            index = self._pick()
+            async with asyncio.timeout(timeout_s) as deadline:
+                holder = await self._session(index)
+                holder.busy += 1
+                session = holder.session
+                assert session is not None
+                request_id = getattr(session, "_request_id", None)
+                try:
+                    return await session.call_tool(tool, args, read_timeout_seconds=timedelta(seconds=timeout_s))
+                except McpError as exc:
+                    if exc.error.code == CONNECTION_CLOSED:
+                        holder.broken = True
+                        raise McpConnectionError(f"MCP server {self.name!r} closed the connection during "
+                                                 f"{tool!r}; it is restarted for the next call") from None
+                    if exc.error.code == httpx.codes.REQUEST_TIMEOUT:
+                        raise McpTimeoutError(f"MCP tool {tool!r} on {self.name!r} did not answer within "
+                                              f"{timeout_s:g} s") from None
+                    raise McpToolError(f"MCP server {self.name!r} refused {tool!r}: {exc.error.message}") from None
+                except _TRANSPORT_ERRORS as exc:
+                    holder.broken = True
+                    raise McpConnectionError(f"MCP server {self.name!r} failed during {tool!r} "
+                                             f"({_describe(exc)}); it is restarted for the next call") from None
+                except asyncio.CancelledError:
+                    if isinstance(request_id, int) and holder.session is not None:
+                        reason = "timed out" if deadline.expired() else "cancelled by the caller"
+                        asyncio.get_running_loop().create_task(_send_cancel(holder.session, request_id, reason))
+                    raise
+                finally:
+                    holder.busy -= 1
+
+    async def close(self) -> None:
+        await asyncio.gather(*(slot.close() for slot in self.slots if slot is not None))
+        self.slots = [None] * len(self.slots)
+
+
+async def _send_cancel(session: ClientSession, request_id: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await session.send_notification(types.ClientNotification(types.CancelledNotification(
+            params=types.CancelledNotificationParams(requestId=request_id, reason=reason))))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+_LIVE: weakref.WeakSet[McpClient] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for client in list(_LIVE):
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+class McpClient:
+    """MCP servers by name → pooled sessions, their tools as LangChain tools; a context manager.
+
+    ``start()`` connects to every server and lists its tools; ``close()`` (or leaving the ``with`` block, or
+    interpreter exit) ends every session and stops stdio server processes.
+    """
+
+    def __init__(self, servers: Mapping[str, McpServerConfig], errlog: TextIO | None = None) -> None:
+        self.servers = {name: McpServerConfig.model_validate(cfg) for name, cfg in servers.items()}
+        self.errlog = errlog or sys.stderr
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pools: dict[str, _ServerPool] = {}
+        self._tools: list[McpTool] = []
+
+    # lifecycle -----------------------------------------------------------------------------------------
+    def start(self) -> McpClient:
+        """Open every server's sessions and discover its tools; raises McpToolError naming a failing server."""
+        if self._loop is not None:
+            return self
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="tierflow-mcp", daemon=True)
+        self._thread.start()
+        started.wait()
+        self._loop = loop
+        _LIVE.add(self)
+        try:
+            self._submit(self._astart()).result()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def _astart(self) -> None:
+        self._pools = {name: _ServerPool(name, cfg, self.errlog) for name, cfg in self.servers.items()}
+        listed = await asyncio.gather(*(pool.start() for pool in self._pools.values()), return_exceptions=True)
+        tools: list[McpTool] = []
+        for (name, pool), result in zip(self._pools.items(), listed, strict=True):
+            if isinstance(result, BaseException):
+                raise result if isinstance(result, ToolLayerError) else McpToolError(
+                    f"MCP server {name!r}: {_describe(result)}")
+            tools += [McpTool.from_mcp(self, name, pool.config, tool) for tool in result]
+        names = [t.name for t in tools]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise McpToolError(f"MCP tool names clash: {', '.join(dupes)}; set 'prefix' on a server")
+        self._tools = tools
+
+    def close(self) -> None:
+        """End every session (stdio processes exit) and stop the loop thread; safe to call twice."""
+        loop, thread = self._loop, self._thread
+        if loop is None:
+            return
+        self._loop = None
+        _LIVE.discard(self)
+        try:
+            fut = asyncio.run_coroutine_threadsafe(self._aclose(), loop)
+            fut.result(timeout=30)
+        except Exception as exc:  # closing must not raise over the caller's own error
+            log.warning("closing MCP sessions: %s", _describe(exc))
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=10)
+            if not loop.is_running():
+                loop.close()
+
+    async def _aclose(self) -> None:
+        await asyncio.gather(*(pool.close() for pool in self._pools.values()), return_exceptions=True)
+
+    def __enter__(self) -> McpClient:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # tools -------------------------------------------------------------------------------------------
+    def tools(self, role: str | None = None) -> list[BaseTool]:
+        """The discovered tools (only those ``role`` may use, when given)."""
+        self._require_started()
+        return [t for t in self._tools if role is None or permits(t.allow_roles, role)]
+
+    def tool(self, name: str) -> McpTool:
+        for t in self._tools:
+            if t.name == name:
+                return t
+        raise UnknownToolError(name, [t.name for t in self._tools])
+
+    async def acall(self, server: str, tool: str, args: Mapping[str, Any] | None = None,
+                    timeout_s: float | None = None) -> str:
+        """Call ``tool`` on ``server`` from any event loop; returns the (capped) text an agent should see."""
+        return await self._await_on_loop(self._acall(server, tool, dict(args or {}), timeout_s))
+
+    def call(self, server: str, tool: str, args: Mapping[str, Any] | None = None,
+             timeout_s: float | None = None) -> str:
+        """Blocking :meth:`acall` for threads; an interrupt of the waiting thread cancels the call."""
+        pool = self._pool(server)
+        fut = self._submit(self._acall(server, tool, dict(args or {}), timeout_s))
+        try:
+            return fut.result(timeout=(timeout_s or pool.config.timeout_s) + pool.config.connect_timeout_s + 5)
+        except McpToolError:
+            raise
+        except concurrent.futures.TimeoutError:  # (the builtin TimeoutError) the loop itself did not answer
+            fut.cancel()
+            raise McpTimeoutError(f"MCP tool {tool!r} on {server!r} did not finish in time") from None
+        except BaseException:
+            fut.cancel()
+            raise
+
+    async def _acall(self, server: str, tool: str, args: dict[str, Any], timeout_s: float | None) -> str:
+        pool = self._pool(server)
+        spec = pool.tools.get(tool)
+        if spec is None:
+            raise UnknownToolError(tool, sorted(pool.tools))
+        validate_arguments(spec, args, pool.config.max_argument_chars)
+        limit = timeout_s or pool.config.timeout_s
+        try:
+            result = await pool.call(tool, args, limit)
+        except TimeoutError as exc:
+            if isinstance(exc, McpToolError):
+                raise
+            raise McpTimeoutError(f"MCP tool {tool!r} on {server!r} did not answer within {limit:g} s") from None
+        text = result_text(result)
+        if result.isError:
+            raise McpToolError(f"{tool} failed: {cut(text, pool.config.max_result_chars) or 'no details'}")
+        return cut(text, pool.config.max_result_chars)
+
+    # plumbing ----------------------------------------------------------------------------------------
+    def _pool(self, server: str) -> _ServerPool:
+        self._require_started()
+        try:
+            return self._pools[server]
+        except KeyError:
+            raise McpToolError(f"unknown MCP server {server!r}; declared: {', '.join(self._pools) or '(none)'}") \
+                from None
+
+    def _require_started(self) -> None:
+        if self._loop is None:
+            raise McpToolError("the MCP client is not started (use start() or a with block)")
+
+    def _submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        if self._loop is None:
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            raise McpToolError("the MCP client is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+
+    async def _await_on_loop(self, coro: Awaitable[T]) -> T:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            return await coro
+        return await asyncio.wrap_future(self._submit(coro))  # cancelling the caller cancels the call
+
+
+def validate_arguments(spec: types.Tool, args: Any, max_chars: int) -> None:
+    """Refuse arguments that are too large or do not match the tool's input schema, before sending them."""
+    if not isinstance(args, dict):
+        raise ToolInputError(f"arguments for {spec.name!r} must be an object, got {type(args).__name__}")
+    try:
+        size = len(json.dumps(args, ensure_ascii=False))
+    except (TypeError, ValueError) as exc:
+        raise ToolInputError(f"arguments for {spec.name!r} are not JSON: {exc}") from None
+    if size > max_chars:
+        raise ToolInputError(f"arguments for {spec.name!r} are {size} characters; the limit is {max_chars}")
+    validator = _validator(spec)
+    errors = sorted(validator.iter_errors(args), key=lambda e: list(e.absolute_path))
+    if errors:
+        shown = "; ".join(f"{'/'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}"
+                          for e in errors[:3])
+        raise ToolInputError(f"arguments for {spec.name!r} do not match its input schema: {shown}")
+
+
+_VALIDATORS: dict[str, Any] = {}
+
+
+def _validator(spec: types.Tool) -> Any:
+    key = json.dumps(spec.inputSchema, sort_keys=True)
+    found = _VALIDATORS.get(key)
+    if found is None:
+        cls = jsonschema.validators.validator_for(spec.inputSchema, default=jsonschema.Draft202012Validator)
+        found = _VALIDATORS[key] = cls(spec.inputSchema)
+    return found
+
+
+def schema_model(name: str, schema: dict[str, Any]) -> type[BaseModel]:
+    """A pydantic class whose JSON schema is exactly ``schema`` (what tierflow's prompts and planners read)."""
+    model = create_model(f"{name}_args", __config__=ConfigDict(extra="allow"))
+    frozen = json.loads(json.dumps(schema))
+
+    def model_json_schema(cls: type[BaseModel], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return json.loads(json.dumps(frozen))
+
+    model.model_json_schema = classmethod(model_json_schema)  # type: ignore[method-assign,assignment]
+    return model
+
+
+class McpTool(BaseTool):
+    """A tool of an MCP server, called through the client's pooled sessions."""
+
+    server: str
+    remote_name: str
+    allow_roles: list[str] | None = None
+    _client: McpClient = PrivateAttr()
+    _schema_model: type[BaseModel] = PrivateAttr()
+
+    @classmethod
+    def from_mcp(cls, client: McpClient, server: str, config: McpServerConfig, tool: types.Tool) -> McpTool:
+        schema = dict(tool.inputSchema or {"type": "object", "properties": {}})
+        schema.setdefault("properties", {})
+        made = cls(name=config.prefix + tool.name, description=(tool.description or tool.title or tool.name).strip(),
+                   args_schema=schema, server=server, remote_name=tool.name, allow_roles=config.allow_roles)
+        made._client = client
+        made._schema_model = schema_model(made.name, schema)
+        return made
+
+    @property
+    def tool_call_schema(self) -> type[BaseModel]:  # type: ignore[override]
+        return self._schema_model
+
+    def _run(self, config: RunnableConfig, **kwargs: Any) -> str:
+        check_allowed(self.name, self.allow_roles, config)
+        return self._client.call(self.server, self.remote_name, kwargs)
+
+    async def _arun(self, config: RunnableConfig, **kwargs: Any) -> str:
+        check_allowed(self.name, self.allow_roles, config)
+        return await self._client.acall(self.server, self.remote_name, kwargs)
+
+
+def start_clients(servers: Mapping[str, McpServerConfig]) -> McpClient | None:
+    """A started client for the declared servers, or None when none are declared."""
+    return McpClient(servers).start() if servers else None
+
