@@ -1,0 +1,130 @@
+"""``tierflow memory``: show a run's provenance, search a user's memories, list runs, forget a user.
+
+Bad input and unreachable servers print one line on stderr and exit with status 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.tree import Tree
+
+from memory.errors import MemoryLayerError
+from memory.store import MemoryStore
+from memory.types import Provenance
+
+memory_app = typer.Typer(name="memory", help="inspect and manage what tierflow remembers across runs",
+                         no_args_is_help=True, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="settings TOML file (default: ./tierflow.toml)")]
+UserOpt = Annotated[str, typer.Option("--user", help="user id whose memory to use")]
+TenantOpt = Annotated[str | None, typer.Option("--tenant", help="tenant (default: settings memory.tenant)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+@contextmanager
+def _opened(config: Path | None) -> Iterator[MemoryStore]:
+    from memory.config import open_memory
+    from tierflow.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(config)
+        store = open_memory(settings.memory.model_copy(update={"enabled": True}), settings.memory_path)
+        assert store is not None
+        with store:
+            yield store
+    except (MemoryLayerError, SettingsError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def provenance_tree(prov: Provenance) -> Tree:
+    """A readable tree: session → run → intent, plan → subtasks → agent, tool calls, outcome; entities."""
+    children: dict[str, list[tuple[str, str]]] = {}
+    for e in prov.edges:
+        children.setdefault(e.src, []).append((e.rel, e.dst))
+    nodes = {n.key: n for n in prov.nodes}
+
+    def label(key: str, rel: str | None) -> str:
+        n = nodes.get(key)
+        if n is None:
+            return key
+        shown = {k: v for k, v in n.props.items() if k not in ("content_hash", "created_at", "run_id") and v not in
+                 (None, "", "[]", "{}")}
+        text = ", ".join(f"{k}={str(v)[:80]!r}" for k, v in shown.items())
+        return f"[dim]{rel} →[/] [bold]{n.kind}[/] {text}" if rel else f"[bold]{n.kind}[/] {text}"
+
+    def add(tree: Tree, key: str, seen: set[str]) -> None:
+        for rel, dst in children.get(key, []):
+            if dst in seen:
+                continue
+            add(tree.add(label(dst, rel)), dst, seen | {dst})
+
+    roots = [e.src for e in prov.edges if e.rel == "HAS_RUN"] or [f"run:{prov.run_id}"]
+    tree = Tree(label(roots[0], None))
+    add(tree, roots[0], {roots[0]})
+    return tree
+
+
+@memory_app.command()
+def show(run_id: Annotated[str, typer.Argument(help="the run's id (printed by `tierflow run`)")],
+         user: UserOpt = "local", tenant: TenantOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Print the provenance graph of RUN_ID."""
+    with _opened(config) as store:
+        try:
+            prov = store.provenance(run_id, user_id=user, tenant=tenant)
+        except MemoryLayerError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from exc
+    if as_json:
+        print(json.dumps({"run_id": prov.run_id, "nodes": [asdict(n) for n in prov.nodes],
+                          "edges": [asdict(e) for e in prov.edges]}, indent=2))
+    else:
+        out.print(provenance_tree(prov))
+
+
+@memory_app.command()
+def search(query: Annotated[str, typer.Argument(help="what to recall")],
+           k: Annotated[int, typer.Option("-k", help="how many memories")] = 5,
+           user: UserOpt = "local", tenant: TenantOpt = None, as_json: JsonOpt = False,
+           config: ConfigOpt = None) -> None:
+    """Print the memories nearest to QUERY, with their run ids and scores."""
+    with _opened(config) as store:
+        try:
+            hits = store.search(query, k, user_id=user, tenant=tenant)
+        except MemoryLayerError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from exc
+    if as_json:
+        print(json.dumps([asdict(h) for h in hits], indent=2))
+        return
+    for h in hits:
+        out.print(f"[bold]{h.score:.3f}[/] run {h.run_id} ({h.kind}): {h.text}", highlight=False)
+
+
+@memory_app.command()
+def runs(user: UserOpt = "local", tenant: TenantOpt = None, limit: Annotated[int, typer.Option()] = 20,
+         config: ConfigOpt = None) -> None:
+    """List the user's remembered runs, newest first."""
+    with _opened(config) as store:
+        found = store.runs(user_id=user, tenant=tenant, limit=limit)
+    for n in found:
+        out.print(f"{n.props.get('run_id')}  {str(n.props.get('request'))[:100]}", highlight=False)
+
+
+@memory_app.command()
+def forget(user: Annotated[str, typer.Option("--user", help="user whose memories to delete")],
+           run: Annotated[str | None, typer.Option("--run", help="only this run")] = None,
+           tenant: TenantOpt = None, config: ConfigOpt = None) -> None:
+    """Delete a user's memories (or one run of them) from both the vector and the graph store."""
+    with _opened(config) as store:
+        result = store.forget(user_id=user, tenant=tenant, run_id=run)
+    out.print(f"forgot {result.memories} memories and {result.nodes} graph nodes", highlight=False)
