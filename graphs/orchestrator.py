@@ -10,18 +10,22 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import interrupt
 
 from agents.decomposer import TaskDecomposer
 from agents.intent import IntentClassifier
 from agents.plan import Plan, topological_order
 from agents.synthesizer import Synthesizer
 from agents.worker import WorkerAgent, WorkerResult
-from graphs.patterns.sequential import build_sequential
+from graphs.patterns import PATTERN_BUILDERS
 from graphs.state import RunState
 from memory.base import Memory
+from memory.errors import MemoryLayerError
 
 OUT_OF_SCOPE_ANSWER = ("This request is outside what this assistant handles ({label}, confidence {confidence:.2f}). "
                        "Please rephrase it or ask something else.")
+APPROVALS = frozenset({"y", "yes", "ok", "approve", "approved", "go", "run"})
+REFUSALS = frozenset({"n", "no", "stop", "cancel", "reject", "abort"})
 
 
 @dataclass
@@ -39,7 +43,9 @@ class OrchestratorDeps:
     min_confidence: float = 0.0
     recall_k: int = 5
     patterns: dict[str, Callable[[WorkerAgent], CompiledStateGraph]] = field(
-        default_factory=lambda: {"sequential": build_sequential})
+        default_factory=lambda: dict(PATTERN_BUILDERS))
+    # Human in the loop: stop after planning and ask whether to run the plan (resume with the answer).
+    confirm_plan: bool = False
 
 
 def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver | None = None,
@@ -79,6 +85,19 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
             pattern = "sequential"
         return {"plan": result.model_dump(), "pattern": pattern, "notes": notes}
 
+    def confirm_plan(state: RunState) -> RunState:
+        if not deps.confirm_plan:  # read at run time: a resumed run waiting here turns it on
+            return {"route": "approved"}
+        steps = "; ".join(f"{s['id']} ({s['role']}): {s['goal']}" for s in state["plan"]["subtasks"])
+        answer = str(interrupt({"question": f"Run this {state['pattern']} plan? {steps} — answer yes, no, "
+                                            "or guidance for the agents", "kind": "confirm_plan"})).strip()
+        if answer.lower() in REFUSALS:
+            return {"route": "cancelled", "answer": "Cancelled: the plan was not approved.", "results": [],
+                    "notes": [f"plan rejected by a human ({answer!r})"]}
+        guidance = [] if answer.lower() in APPROVALS else [f"Human guidance: {answer}"]
+        return {"route": "approved", "memories": [*state.get("memories", []), *guidance],
+                "notes": [f"plan approved by a human ({answer!r})"]}
+
     def execute(state: RunState, config: RunnableConfig) -> RunState:
         ordered = topological_order(Plan.model_validate(state["plan"]))
         team_input = {"request": state["request"], "memories": state.get("memories", []),
@@ -98,7 +117,10 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
         run_id = str((config.get("configurable") or {}).get("thread_id", ""))
         episode: dict[str, Any] = {"run_id": run_id, **{k: state.get(k) for k in
                                    ("request", "intent", "plan", "pattern", "results", "answer")}}
-        deps.memory.remember(episode, user_id=state.get("user_id", "local"))
+        try:
+            deps.memory.remember(episode, user_id=state.get("user_id", "local"))
+        except MemoryLayerError as exc:  # the answer is checkpointed already; a memory outage must not lose it
+            return {"notes": [f"memory write failed, the run is not remembered: {exc}"]}
         return {}
 
     graph = StateGraph(RunState)
@@ -114,7 +136,9 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
                                 {"in_scope": "recall", "out_of_scope": "out_of_scope"})
     graph.add_edge("out_of_scope", END)
     graph.add_edge("recall", "plan")
-    graph.add_edge("plan", "execute")
+    graph.add_node("confirm_plan", confirm_plan)
+    graph.add_edge("plan", "confirm_plan")
+    graph.add_conditional_edges("confirm_plan", lambda s: s["route"], {"approved": "execute", "cancelled": END})
     graph.add_edge("execute", "synthesize")
     graph.add_edge("synthesize", "remember")
     graph.add_edge("remember", END)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from runtimes.accounting import ModelCall, ModelCallRecorder
@@ -21,6 +23,10 @@ MAX_REQUEST_CHARS = 20_000
 
 class RequestError(ValueError):
     """A request that cannot be run at all (empty, too long, not text)."""
+
+
+class RunNotFoundError(RequestError):
+    """``resume`` named a run id that has no checkpoint, or a run that cannot take what was passed."""
 
 
 class RunResult(BaseModel):
@@ -35,6 +41,8 @@ class RunResult(BaseModel):
     elapsed_s: float
     results: list[dict[str, Any]] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    status: str = Field("done", description="done, or interrupted: a question waits for `tierflow resume`")
+    interrupt: dict[str, Any] | None = Field(None, description="the question a paused run asks a human")
 
 
 def check_request(request: str, max_chars: int = MAX_REQUEST_CHARS) -> str:
@@ -55,18 +63,95 @@ def sqlite_checkpointer(path: Path) -> SqliteSaver:
     return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
 
 
+def make_checkpointer(spec: str, home: Path | None = None) -> BaseCheckpointSaver:
+    """``sqlite`` (under ``home``), ``sqlite:///path``, or ``postgres://...`` (tables are created if missing)."""
+    if spec == "sqlite":
+        if home is None:
+            raise RequestError("the sqlite checkpointer needs a home folder")
+        return sqlite_checkpointer(home / "checkpoints.sqlite")
+    if spec.startswith("sqlite:///"):
+        return sqlite_checkpointer(Path(spec.removeprefix("sqlite:///")))
+    if spec.startswith(("postgres://", "postgresql://")):
+        return postgres_checkpointer(spec)
+    raise RequestError(f"checkpointer {spec!r} is not sqlite, sqlite:///PATH or postgres://...")
+
+
+def postgres_checkpointer(url: str, connect_timeout_s: int = 10) -> BaseCheckpointSaver:
+    """LangGraph's PostgreSQL saver on one autocommit connection; unreachable servers raise RequestError."""
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    try:
+        conn = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row,
+                               connect_timeout=connect_timeout_s)
+    except psycopg.Error as exc:
+        raise RequestError(f"cannot reach the PostgreSQL checkpointer: {str(exc).strip()}") from exc
+    saver = PostgresSaver(conn)
+    saver.setup()
+    return saver
+
+
+# A stream event as ``tierflow run --stream`` prints it: {"type": "node"|"token"|"interrupt", ...}.
+EventSink = Callable[[dict[str, Any]], None]
+
+
 def run_request(graph: CompiledStateGraph, request: str, *, run_id: str | None = None, user_id: str = "local",
-                callbacks: Sequence[BaseCallbackHandler] = (), recursion_limit: int = 100) -> RunResult:
-    """Invoke ``graph`` on ``request`` under thread ``run_id`` (new when None) and collect the result."""
+                callbacks: Sequence[BaseCallbackHandler] = (), recursion_limit: int = 100,
+                on_event: EventSink | None = None, private: bool = False) -> RunResult:
+    """Invoke ``graph`` on ``request`` under thread ``run_id`` (new when None) and collect the result.
+
+    ``private`` keeps every model call of the run on tiers cleared for private data (and its resumes).
+
+    A run that interrupts for a human comes back with ``status='interrupted'``; continue it with resume_run.
+    ``on_event`` receives node updates and model tokens as they happen.
+    """
     text = check_request(request)
     run_id = run_id or uuid.uuid4().hex
+    return _drive(graph, {"request": text, "user_id": user_id, "private": private}, run_id, user_id, callbacks,
+                  recursion_limit, on_event, private)
+
+
+def resume_run(graph: CompiledStateGraph, run_id: str, *, answer: str | None = None,
+               callbacks: Sequence[BaseCallbackHandler] = (), recursion_limit: int = 100,
+               on_event: EventSink | None = None) -> RunResult:
+    """Continue run ``run_id`` from its last checkpoint: answer its question, or finish a run that crashed.
+
+    Subtasks that finished before the crash are not run again; their results come from the checkpoint.
+    """
+    config = {"configurable": {"thread_id": run_id}}
+    snapshot = graph.get_state(config)
+    if not snapshot.values and not snapshot.next:
+        raise RunNotFoundError(f"no run {run_id!r} in this checkpointer")
+    waiting = bool(snapshot.interrupts) or any(t.interrupts for t in snapshot.tasks)
+    if waiting and answer is None:
+        raise RunNotFoundError(f"run {run_id} is waiting for an answer: pass --answer")
+    if not waiting and answer is not None:
+        raise RunNotFoundError(f"run {run_id} is not waiting for an answer")
+    user_id = str(snapshot.values.get("user_id", "local"))
+    command = Command(resume=answer) if waiting else None
+    return _drive(graph, command, run_id, user_id, callbacks, recursion_limit, on_event,
+                  bool(snapshot.values.get("private")))
+
+
+def _drive(graph: CompiledStateGraph, graph_input: Any, run_id: str, user_id: str,
+           callbacks: Sequence[BaseCallbackHandler], recursion_limit: int, on_event: EventSink | None,
+           private: bool = False) -> RunResult:
     recorder = ModelCallRecorder()
     config = {"configurable": {"thread_id": run_id}, "callbacks": [recorder, *callbacks],
               "recursion_limit": recursion_limit, "run_name": "tierflow.run",
-              "metadata": {"tierflow_run_id": run_id, "user_id": user_id}}
+              "metadata": {"tierflow_run_id": run_id, "user_id": user_id, "tierflow_private": private}}
+    # "sync": a step's checkpoint is on disk before the next step starts, so a crash loses at most one step.
+    durability = "sync" if graph.checkpointer is not None else None
     started = time.perf_counter()
-    state = graph.invoke({"request": text, "user_id": user_id}, config)
+    if on_event is None:
+        state = graph.invoke(graph_input, config, durability=durability)
+    else:
+        state = _streamed(graph, graph_input, config, on_event, durability)
     elapsed = time.perf_counter() - started
+    interrupts = state.get("__interrupt__") or []
+    if graph.checkpointer is not None:  # the thread's whole state (a resumed run returns only what it added)
+        state = {**graph.get_state({"configurable": {"thread_id": run_id}}).values, **state}
     return RunResult(
         answer=str(state.get("answer", "")),
         intent=state.get("intent"),
@@ -77,4 +162,36 @@ def run_request(graph: CompiledStateGraph, request: str, *, run_id: str | None =
         elapsed_s=round(elapsed, 3),
         results=state.get("results", []),
         notes=state.get("notes", []),
+        status="interrupted" if interrupts else "done",
+        interrupt={"id": interrupts[0].id, **_as_dict(interrupts[0].value)} if interrupts else None,
     )
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {"question": str(value)}
+
+
+def _streamed(graph: CompiledStateGraph, graph_input: Any, config: dict[str, Any], on_event: EventSink,
+              durability: Any) -> dict[str, Any]:
+    """Run with ``stream`` (updates of every node, nested teams included, and model tokens), return the state."""
+    state: dict[str, Any] = {}
+    for namespace, mode, data in graph.stream(graph_input, config, stream_mode=["updates", "messages", "values"],
+                                              subgraphs=True, durability=durability):
+        path = "/".join(part.split(":")[0] for part in namespace)
+        if mode == "values" and not namespace:
+            state = dict(data)
+        elif mode == "updates":
+            for node, update in (data or {}).items():
+                if node == "__interrupt__":
+                    for item in update:
+                        on_event({"type": "interrupt", "graph": path, **_as_dict(item.value)})
+                    state["__interrupt__"] = update
+                else:
+                    keys = sorted(update) if isinstance(update, dict) else []
+                    on_event({"type": "node", "graph": path, "node": node, "keys": keys})
+        elif mode == "messages":
+            chunk, meta = data
+            text = getattr(chunk, "text", "") or ""
+            if text:
+                on_event({"type": "token", "graph": path, "node": meta.get("langgraph_node", ""), "text": text})
+    return state

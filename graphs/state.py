@@ -15,6 +15,7 @@ class RunState(TypedDict, total=False):
 
     request: str
     user_id: str
+    private: bool
     intent: dict[str, Any]
     route: str
     memories: list[str]

@@ -81,8 +81,10 @@ def test_escalation_runs_agents_with_the_generic_plan_and_says_so():
 
 
 def test_a_pattern_that_is_not_available_runs_sequentially_and_is_noted():
+    from graphs.patterns.sequential import build_sequential
+
     plan = {**PLAN, "pattern": "peer"}
-    d = deps([plan], [{"action": "finish", "answer": "391"}, "ok"], ["done"])
+    d = deps([plan], [{"action": "finish", "answer": "391"}, "ok"], ["done"], patterns={"sequential": build_sequential})
     result = run_request(build_orchestrator(d), "what is 17*23?")
     assert result.pattern == "sequential"
     assert "pattern 'peer' is not available; ran sequential" in result.notes

@@ -1,0 +1,203 @@
+"""Peer pattern: agents post proposals on a shared board and vote; a strict majority decides.
+
+A round: every peer proposes (all seeing the board as it was when the round opened; on threads with
+``concurrent=True``), the proposals are posted in peer order (not finishing order), every peer votes,
+the votes are posted in peer order and tallied. More than half of the votes for one proposal
+decides; otherwise another round, up to ``max_rounds``. After the last round without a majority the
+proposal with most votes wins; a tie among the leaders goes to the earliest peer (``tie_break='first'``)
+or is put to a human (``tie_break='human'``, an interrupt). Peers that fail are recorded, not fatal.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import get_executor_for_config
+from langgraph.errors import GraphBubbleUp
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import interrupt
+
+from agents.peer import BOARD_TAIL, LLMPeer, PeerAgent, Post, fallback_vote
+from agents.worker import WorkerAgent, WorkerResult
+from graphs.patterns.common import TeamError
+from graphs.state import TeamState
+from runtimes.errors import ContextLengthExceeded
+
+DECISION_ID = "consensus"
+
+
+class PeerState(TeamState, total=False):
+    """TeamState plus the shared board, the posts of the step in flight, the round and the decision."""
+
+    board: Annotated[list[dict[str, Any]], operator.add]
+    round: int
+    decision: dict[str, Any]
+
+
+def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 2,
+               tie_break: Literal["first", "human"] = "first", concurrent: bool = False,
+               name: str = "peer") -> CompiledStateGraph:
+    """The peer subgraph over fixed peers, or (given a WorkerAgent) one LLM peer per subtask of the plan.
+
+    ``concurrent=True`` runs a round's peers on threads (worth it for remote tiers; in-process tiers
+    serve one call at a time). Either way every peer sees the same snapshot and posts land in peer order.
+    """
+    if max_rounds < 1:
+        raise TeamError("max_rounds must be at least 1")
+    if tie_break not in ("first", "human"):
+        raise TeamError(f"tie_break must be 'first' or 'human', not {tie_break!r}")
+    worker = members if isinstance(members, WorkerAgent) else None
+    fixed: dict[str, PeerAgent] = {}
+    if worker is None:
+        for peer in members:
+            if not isinstance(peer, PeerAgent):
+                raise TeamError(f"{peer!r} is not a peer (needs name, propose and vote)")
+            if peer.name in fixed:
+                raise TeamError(f"two peers are called {peer.name!r}")
+            fixed[peer.name] = peer
+        if not fixed:
+            raise TeamError("the peer pattern needs at least one peer")
+
+    def peers(subtasks: Sequence[dict[str, Any]]) -> dict[str, PeerAgent]:
+        if worker is None:
+            return fixed
+        made: dict[str, PeerAgent] = {}
+        for s in subtasks:
+            role = worker.roles.get(s.get("role", "")) or worker.roles["generalist"]
+            made[s["id"]] = LLMPeer(s["id"], worker.model, f"{role.instructions}\nYour focus: {s['goal']}")
+        return made
+
+    def each_peer(subtasks: Sequence[dict[str, Any]], act: Callable[[PeerAgent], dict[str, Any]],
+                  config: RunnableConfig) -> list[dict[str, Any]]:
+        # Peer order, whatever order they finish in; on threads when ``concurrent`` (remote tiers).
+        group = list(peers(subtasks).values())
+        if not group:
+            raise TeamError("the peer pattern needs at least one subtask or peer")
+        if not concurrent or len(group) == 1:
+            return [act(p) for p in group]
+        with get_executor_for_config(config) as pool:
+            return list(pool.map(act, group))
+
+    def propose(state: PeerState, config: RunnableConfig) -> PeerState:
+        rnd = state.get("round", 0) + 1
+        board = [Post.model_validate(p) for p in state.get("board", [])[-BOARD_TAIL:]]  # the round's snapshot
+
+        def act(peer: PeerAgent) -> dict[str, Any]:
+            try:
+                text = peer.propose(state["request"], board, config).strip()
+                return Post(round=rnd, author=peer.name, kind="proposal", text=text,
+                            source="model" if text else "fallback",
+                            reason=None if text else "empty proposal").model_dump()
+            except (GraphBubbleUp, ContextLengthExceeded):
+                raise
+            except Exception as exc:  # a failing peer abstains from proposing; the others go on
+                return Post(round=rnd, author=peer.name, kind="proposal", text="", source="fallback",
+                            reason=f"{type(exc).__name__}: {exc}").model_dump()
+
+        return {"round": rnd, "board": each_peer(state.get("subtasks", []), act, config)}
+
+    def vote(state: PeerState, config: RunnableConfig) -> PeerState:
+        rnd = state["round"]
+        posts = state.get("board", [])
+        proposals = [Post.model_validate(p) for p in _this_round(posts, rnd) if p["kind"] == "proposal" and p["text"]]
+        if not proposals:
+            return {}
+        board = [Post.model_validate(p) for p in posts[-BOARD_TAIL:]]
+        authors = {p.author for p in proposals}
+
+        def act(peer: PeerAgent) -> dict[str, Any]:
+            try:
+                ballot = peer.vote(state["request"], proposals, board, config)
+                if ballot.choice not in authors:
+                    ballot = fallback_vote(peer.name, proposals, f"vote {ballot.choice!r} names no proposal")
+            except (GraphBubbleUp, ContextLengthExceeded):
+                raise
+            except Exception as exc:  # a failing voter gets the deterministic vote, recorded as such
+                ballot = fallback_vote(peer.name, proposals, f"{type(exc).__name__}: {exc}")
+            return Post(round=rnd, author=peer.name, kind="vote", text=ballot.choice, source=ballot.source,
+                        reason=ballot.reason).model_dump()
+
+        return {"board": each_peer(state.get("subtasks", []), act, config)}
+
+    def decide(state: PeerState) -> PeerState:
+        order = list(peers(state.get("subtasks", [])))
+        rnd = state["round"]
+        posts = _this_round(state.get("board", []), rnd)
+        votes = [p for p in posts if p["kind"] == "vote"]
+        proposals = {p["author"]: p["text"] for p in posts if p["kind"] == "proposal" and p["text"]}
+        update: PeerState = {}
+        if not proposals:
+            update["decision"] = {"winner": None, "text": "", "round": rnd, "votes": {}, "rule": "no proposals"}
+            return update
+        tally = Counter(v["text"] for v in votes)
+        counts = {author: tally.get(author, 0) for author in order if author in proposals}
+        best = max(counts.values())
+        leaders = [a for a, c in counts.items() if c == best]
+        fallbacks = sum(v["source"] == "fallback" for v in votes)
+        if best * 2 > len(order):
+            rule = "majority"
+        elif rnd < max_rounds:
+            return update  # no majority yet: another round
+        elif len(leaders) == 1:
+            rule = "plurality after the last round"
+        elif tie_break == "human":
+            answer = interrupt({"question": f"The peers are tied between {', '.join(leaders)}. Which proposal wins?",
+                                "options": {a: proposals[a] for a in leaders}})
+            chosen = str(answer).strip()
+            if chosen in leaders:
+                rule, leaders = "tie broken by a human", [chosen]
+            else:
+                rule = f"tie: the human's answer {chosen!r} names no leader; earliest peer wins"
+        else:
+            rule = "tie: earliest peer wins"
+        winner = leaders[0]
+        update["decision"] = {"winner": winner, "text": proposals[winner], "round": rnd, "votes": counts,
+                              "rule": rule, "fallback_votes": fallbacks}
+        return update
+
+    def after_decide(state: PeerState) -> str:
+        return "finish" if state.get("decision") else "propose"
+
+    def finish(state: PeerState) -> PeerState:
+        last: dict[str, dict[str, Any]] = {}
+        for post in state.get("board", []):
+            if post["kind"] == "proposal":
+                last[post["author"]] = post
+        subtasks = {s["id"]: s for s in state.get("subtasks", [])}
+        results = []
+        for author in peers(state.get("subtasks", [])):
+            post = last.get(author, {})
+            role = subtasks.get(author, {}).get("role", "peer")
+            results.append(WorkerResult(subtask_id=author, role=role, output=post.get("text", ""), steps=state["round"],
+                                        stopped="finished" if post.get("text") else "error",
+                                        error=post.get("reason")).model_dump())
+        decision = state["decision"]
+        results.append(WorkerResult(subtask_id=DECISION_ID, role="peer", output=decision["text"],
+                                    steps=decision["round"], stopped="finished" if decision["winner"] else "error",
+                                    error=None if decision["winner"] else decision["rule"]).model_dump())
+        return {"results": results}
+
+    graph = StateGraph(PeerState)
+    for node, fn in [("propose", propose), ("vote", vote), ("decide", decide), ("finish", finish)]:
+        graph.add_node(node, fn)
+    graph.add_edge(START, "propose")
+    graph.add_edge("propose", "vote")
+    graph.add_edge("vote", "decide")
+    graph.add_conditional_edges("decide", after_decide, ["propose", "finish"])
+    graph.add_edge("finish", END)
+    return graph.compile(name=name)
+
+
+def _this_round(board: Sequence[dict[str, Any]], rnd: int) -> list[dict[str, Any]]:
+    # The round's posts are the newest ones: walk back from the end instead of over the whole board.
+    found: list[dict[str, Any]] = []
+    for post in reversed(board):
+        if post["round"] != rnd:
+            break
+        found.append(post)
+    return found[::-1]

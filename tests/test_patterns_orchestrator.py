@@ -1,0 +1,74 @@
+"""The orchestrator runs whichever pattern the planner chose (or the user forced) as its execute step."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.decomposer import TaskDecomposer
+from agents.intent import IntentResult
+from agents.synthesizer import Synthesizer
+from agents.worker import WorkerAgent
+from graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from graphs.runner import run_request
+from tests.scripted import ScriptedChatModel
+from tools.native import native_tools
+from tools.registry import ToolRegistry
+
+SUBTASKS = [{"id": "a", "goal": "task a", "role": "researcher", "tools": [], "depends_on": []},
+            {"id": "b", "goal": "task b", "role": "writer", "tools": [], "depends_on": ["a"]}]
+
+
+class Explain:
+    def classify(self, text: str) -> IntentResult:
+        return IntentResult(label="explain", confidence=0.9, out_of_scope=False)
+
+
+def deps(plan_pattern: str, worker_script: list) -> OrchestratorDeps:
+    tools = ToolRegistry(native_tools())
+    return OrchestratorDeps(classifier=Explain(),
+                            decomposer=TaskDecomposer(ScriptedChatModel.of([{"pattern": plan_pattern,
+                                                                             "subtasks": SUBTASKS}]), tools.names),
+                            worker=WorkerAgent(ScriptedChatModel.of(worker_script), tools),
+                            synthesizer=Synthesizer(ScriptedChatModel.of(["the answer"])))
+
+
+@pytest.mark.parametrize(("pattern", "script", "outputs"), [
+    ("parallel", ["A", "B"], ["A", "B"]),
+    # assign a, work, review; assign b, work, review (the worker's model also supervises)
+    ("hierarchical", [{"member": "researcher"}, "A", {"verdict": "accept"}, {"member": "writer"}, "B",
+                      {"verdict": "accept"}], ["A", "B"]),
+    # peers share the worker's model and act concurrently: identical replies keep the script order-free
+    ("peer", ["P", "P", {"vote": "b"}, {"vote": "b"}], ["P", "P", "P"]),
+])
+def test_the_planned_pattern_runs_and_its_results_reach_the_synthesizer(pattern, script, outputs):
+    d = deps(pattern, script)
+    result = run_request(build_orchestrator(d), "explain it")
+    assert result.pattern == pattern and result.answer == "the answer"
+    assert [r["output"] for r in result.results] == outputs
+    synth_prompt = d.synthesizer.model.seen[0][-1].content
+    assert all(f": {o}" in synth_prompt for o in outputs)
+
+
+def test_a_forced_pattern_overrides_the_plan():
+    d = deps("sequential", ["A", "B"])
+    result = run_request(build_orchestrator(d, forced_pattern="parallel"), "explain it")
+    assert result.pattern == "parallel" and [r["subtask_id"] for r in result.results] == ["a", "b"]
+
+
+def test_a_question_asked_inside_a_team_pauses_the_whole_run_and_resume_continues_inside_the_team(tmp_path):
+    from functools import partial
+
+    from graphs.patterns.peer import build_peer
+    from graphs.runner import resume_run, sqlite_checkpointer
+
+    d = deps("peer", ["A", "B", {"vote": "a"}, {"vote": "b"}])  # one vote each: a tie
+    d.patterns = {"peer": partial(build_peer, max_rounds=1, tie_break="human")}
+    graph = build_orchestrator(d, sqlite_checkpointer(tmp_path / "cp.sqlite"))
+    paused = run_request(graph, "explain it", run_id="tie-1")
+    assert paused.status == "interrupted" and "tied between a, b" in paused.interrupt["question"]
+    calls_before = len(d.worker.model.seen)
+    done = resume_run(graph, "tie-1", answer="b")
+    assert done.status == "done" and done.answer == "the answer"
+    # b won, as the human chose, and the peers did not propose or vote again
+    assert done.results[-1]["output"] == "B" and len(d.worker.model.seen) == calls_before
+    assert [c.tier for c in done.model_calls] == ["scripted"]  # only the synthesizer ran after the answer
