@@ -111,9 +111,13 @@ class WorkerAgent:
             seen_calls.add(key)
             record = self._call_tool(subtask, name, args, config)
             records.append(record)
+            # A tool declared private (metadata {"private": True}) marks its result so the tier router
+            # keeps every later call of this loop on tiers cleared for private data.
+            private = bool(name in self.tools and (self.tools.get(name).metadata or {}).get("private"))
             messages = [*messages, AIMessage(json.dumps(action)),
                         HumanMessage(f"Tool {name} {'failed' if record.error else 'returned'}: {record.output}\n"
-                                     "Call another tool or finish with the answer.")]
+                                     "Call another tool or finish with the answer.",
+                                     additional_kwargs={"private": True} if private else {})]
         return WorkerResult(subtask_id=subtask.id, role=role.name, output=_last_output(records),
                             tool_calls=records, steps=self.max_steps, stopped="max_steps")
 

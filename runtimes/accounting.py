@@ -64,9 +64,9 @@ class ModelCallRecorder(BaseCallbackHandler):
                 input_tokens += int(usage.get("input_tokens", 0))
                 output_tokens += int(usage.get("output_tokens", 0))
                 meta = getattr(message, "response_metadata", None) or {}
-                tier = str(meta.get("tier") or tier)
-                model = str(meta.get("model_name") or model)
                 route = meta.get("route") or route
+                tier = str(route.get("tier") or meta.get("tier") or tier)
+                model = str(meta.get("model_name") or model)
         self._append(ModelCall(tier=tier, model=model, latency_ms=(time.perf_counter() - t0) * 1000,
                                input_tokens=input_tokens, output_tokens=output_tokens, rule=route.get("rule"),
                                fallback_from=route.get("fallback_from"), attempt=route.get("attempt")))

@@ -297,7 +297,8 @@ class TierRouter(BaseChatModel):
                 if usage:
                     usage_seen = dict(usage)
                 yield chunk
-            closing = AIMessageChunk(content="", response_metadata={"tier": name, "route": decision.model_dump()})
+            # Only the route here: the tier's own chunks name the tier, and chunk merging concatenates strings.
+            closing = AIMessageChunk(content="", response_metadata={"route": decision.model_dump()})
             self._charge(plan.run_id, name, AIMessage(content="", usage_metadata=usage_seen or None))
             yield ChatGenerationChunk(message=closing)
             return

@@ -107,3 +107,21 @@ def test_max_steps_must_be_positive():
 
 def test_structured_error_type_is_the_runtime_one():
     assert issubclass(StructuredOutputError, ValueError)
+
+
+@tool
+def diary(day: str) -> str:
+    """Reads the user's diary."""
+    return f"{day}: dentist at 9"
+
+
+diary.metadata = {"private": True}
+
+
+def test_results_of_private_tools_are_marked_for_the_router():
+    w = WorkerAgent(ScriptedChatModel.of([{"action": "call_tool", "tool": "diary", "args": {"day": "monday"}},
+                                          {"action": "finish", "answer": "dentist"}]),
+                    ToolRegistry([*native_tools(), diary]))
+    w.run(Subtask(id="t", goal="what is on monday?", role="researcher", tools=["diary"]), "monday?")
+    assert w.model.seen[1][-1].additional_kwargs == {"private": True}
+    assert w.model.seen[0][-1].additional_kwargs == {}
