@@ -33,6 +33,7 @@ def _offline_env() -> None:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from agents.intents import IntentDataError, IntentModelError
     from agents.plan import PlanError
     from graphs.loader import GraphLoadError
     from graphs.runner import RequestError
@@ -40,15 +41,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from tierflow.settings import SettingsError
     from tools.errors import ToolLayerError
 
-    errors: list[type[BaseException]] = [SettingsError, RequestError, GraphLoadError, RuntimeLayerError,
-                                         ToolLayerError, PlanError]
-    try:
-        from agents.intents import IntentDataError, IntentModelError
-
-        errors += [IntentDataError, IntentModelError]
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (SettingsError, RequestError, GraphLoadError, RuntimeLayerError, ToolLayerError, PlanError,
+            IntentDataError, IntentModelError)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -295,20 +289,15 @@ class _null:
 
 
 def _register_subcommands() -> None:
+    from tierflow.intents_cli import intents_app
     from tierflow.mcp_cli import mcp_app
-
-    app.add_typer(mcp_app, name="mcp")
+    from tierflow.memory_cli import memory_app
     from tierflow.traces_cli import traces_app
 
-    app.add_typer(traces_app, name="traces")
-    from tierflow.memory_cli import memory_app
-
-    app.add_typer(memory_app, name="memory")
-    try:
-        from tierflow.intents_cli import intents_app
-    except ImportError:
-        return
     app.add_typer(intents_app, name="intents", help="train, evaluate and try intent models")
+    app.add_typer(mcp_app, name="mcp")
+    app.add_typer(memory_app, name="memory")
+    app.add_typer(traces_app, name="traces")
 
 
 _register_subcommands()

@@ -1,0 +1,183 @@
+"""CLINC150 benchmark of the intent classifier, with a frozen-embedding baseline measured in the same run.
+
+Train on train(+oos_train), choose the oos threshold on val(+oos_val), report test(+oos_test).
+Prints one JSON object: ``model`` and ``baseline`` metrics (accuracy, oos_recall, oos_precision,
+macro_f1, n, p50_ms, p95_ms, batch_qps, train_seconds) and their ratios.
+
+    .venv/bin/python bench/intents.py [--data data_full.json] [--finetune-layers 2] [--epochs 3] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.intent import OUT_OF_SCOPE
+from agents.intents.data import Example, file_sha256, load_examples
+from agents.intents.encoder import configure_threads
+from agents.intents.metrics import choose_threshold, classification_metrics, latency_ms
+from agents.intents.model import TrainedIntentClassifier, _shared_base_encoder
+from agents.intents.train import TrainConfig, train_classifier
+
+DEFAULT_DATA = "/work/shared/data/clinc150/data_full.json"
+
+
+def evaluate(model: TrainedIntentClassifier, test: list[Example], latency_queries: int) -> dict[str, Any]:
+    """Test metrics plus single-query latency and batch throughput of a loaded model."""
+    texts = [e.text for e in test]
+    start = time.perf_counter()
+    predicted = model.predict_labels(texts)
+    qps = len(texts) / (time.perf_counter() - start)
+    scores: dict[str, Any] = classification_metrics([e.label for e in test], predicted)
+    scores.update(latency_ms(model.classify, texts[:latency_queries], warmup=20))
+    scores["batch_qps"] = qps
+    return scores
+
+
+def baseline(train: list[Example], val: list[Example], test: list[Example], latency_queries: int) -> dict[str, Any]:
+    """Frozen all-MiniLM-L6-v2 embeddings + multinomial logistic regression, threshold on val."""
+    encoder = _shared_base_encoder(64)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    labels = sorted({e.label for e in train})
+    index = {label: i for i, label in enumerate(labels)}
+    x = encoder.embed([e.text for e in train])
+    y = torch.tensor([index[e.label] for e in train])
+    linear = nn.Linear(x.shape[1], len(labels))
+    optimizer = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=300, history_size=20)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(linear(x), y) + 1e-4 * linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+
+    def probs(texts: list[str]) -> np.ndarray:
+        with torch.inference_mode():
+            return torch.softmax(linear(encoder.embed(texts)), dim=-1).numpy()
+
+    in_cols = np.array([i for i, label in enumerate(labels) if label != OUT_OF_SCOPE])
+    oos_col = labels.index(OUT_OF_SCOPE)
+
+    def decide(p: np.ndarray, threshold: float) -> list[str]:
+        best = in_cols[p[:, in_cols].argmax(axis=1)]
+        best_p = p[np.arange(len(p)), best]
+        said_oos = (p[:, oos_col] > best_p) | (best_p < threshold)
+        return [OUT_OF_SCOPE if o else labels[b] for o, b in zip(said_oos, best, strict=True)]
+
+    pv = probs([e.text for e in val])
+    best = in_cols[pv[:, in_cols].argmax(axis=1)]
+    best_p = pv[np.arange(len(pv)), best]
+    truth = np.array([e.label for e in val], dtype=object)
+    threshold, _ = choose_threshold(
+        best_p,
+        pv[:, oos_col] > best_p,
+        np.array([labels[b] for b in best], dtype=object) == truth,
+        truth == OUT_OF_SCOPE,
+    )
+    train_seconds = time.perf_counter() - start
+    train_cpu_seconds = time.process_time() - cpu_start
+    texts = [e.text for e in test]
+    t0 = time.perf_counter()
+    predicted = decide(probs(texts), threshold)
+    qps = len(texts) / (time.perf_counter() - t0)
+    scores: dict[str, Any] = classification_metrics([e.label for e in test], predicted)
+    scores.update(latency_ms(lambda t: decide(probs([t]), threshold), texts[:latency_queries], warmup=20))
+    scores.update(batch_qps=qps, train_seconds=train_seconds, train_cpu_seconds=train_cpu_seconds, threshold=threshold)
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--finetune-layers", type=int, default=TrainConfig.finetune_layers)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--lr-encoder", type=float, default=TrainConfig.lr_encoder)
+    parser.add_argument("--objective", default=TrainConfig.threshold_objective)
+    parser.add_argument("--latency-queries", type=int, default=300)
+    parser.add_argument("--out", default=None, help="also save the trained model here")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args()
+
+    threads = configure_threads()
+    train, val, test = (load_examples(args.data, s) for s in ("train", "val", "test"))
+    config = TrainConfig(
+        finetune_layers=args.finetune_layers,
+        epochs=args.epochs,
+        lr_encoder=args.lr_encoder,
+        threshold_objective=args.objective,
+    )
+    _shared_base_encoder(config.max_length)  # load outside the timed region, as a deployed model would be
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model = train_classifier(
+        train,
+        val,
+        config,
+        progress=args.progress,
+        source=args.data,
+        metadata={
+            "data": args.data,
+            "data_sha256": file_sha256(args.data),
+            "split": "train",
+            "val_split": "val",
+        },
+    )
+    train_seconds = time.perf_counter() - start
+    train_cpu_seconds = time.process_time() - cpu_start  # CPU time: robust to other jobs sharing the cores
+    load_seconds = None
+    if args.out:  # evaluate what a user gets: the saved directory, loaded back (load time recorded)
+        model.save(args.out)
+        t0 = time.perf_counter()
+        model = TrainedIntentClassifier.load(args.out)
+        load_seconds = time.perf_counter() - t0
+    result: dict[str, Any] = {"model": evaluate(model, test, args.latency_queries)}
+    result["model"].update(
+        train_seconds=train_seconds,
+        train_cpu_seconds=train_cpu_seconds,
+        threshold=model.threshold,
+        load_seconds=load_seconds,
+    )
+    if not args.no_baseline:
+        result["baseline"] = baseline(train, val, test, args.latency_queries)
+        result["ratio_model_over_baseline"] = {
+            k: result["model"][k] / result["baseline"][k]
+            for k in (
+                "accuracy",
+                "oos_recall",
+                "oos_precision",
+                "macro_f1",
+                "p95_ms",
+                "batch_qps",
+                "train_seconds",
+            )
+            if result["baseline"].get(k)
+        }
+    result["setup"] = {
+        "config": {k: v for k, v in vars(config).items()},
+        "threads": threads,
+        "cpus": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_test": len(test),
+    }
+    print(json.dumps(result, indent=None, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)))
+
+
+if __name__ == "__main__":
+    main()
