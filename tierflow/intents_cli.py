@@ -58,7 +58,7 @@ def train(
         Path | None, typer.Option(help="separate validation JSONL; default: the val split or a 15% hold-out")
     ] = None,
     finetune_layers: Annotated[int, typer.Option(help="top encoder layers to fine-tune (0 = head only)")] = 4,
-    epochs: Annotated[int, typer.Option(help="fine-tuning epochs")] = 3,
+    epochs: Annotated[int, typer.Option(help="fine-tuning epochs")] = 4,
     seed: Annotated[int, typer.Option()] = 0,
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
 ) -> None:

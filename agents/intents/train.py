@@ -30,10 +30,10 @@ class TrainConfig:
     """Hyper-parameters; the defaults are the ones the CLINC150 benchmark uses."""
 
     finetune_layers: int = 4  # top encoder blocks to fine-tune; 0 = frozen encoder, head only
-    epochs: int = 3  # passes of joint (top layers + head) training
+    epochs: int = 4  # passes of joint (top layers + head) training
     head_epochs: int = 40  # passes of head-only training on frozen embeddings (when finetune_layers=0)
     batch_size: int = 32
-    lr_encoder: float = 1e-4
+    lr_encoder: float = 2e-4
     lr_head: float = 5e-3
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
