@@ -2,6 +2,8 @@
 
 It is built from injected callables so that this package needs nothing above ``graphs``; ``tierflow mcp
 serve tierflow`` wires them from settings. Memory tools are not listed until a memory backend exists.
+``run_task`` continues the caller's W3C trace (``traceparent`` header over HTTP, ``_meta`` over stdio):
+the run executes with the caller's span current, so a traced server's spans join the caller's trace.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ import anyio.from_thread
 import anyio.to_thread
 from langchain_core.callbacks import BaseCallbackHandler
 from mcp.server.fastmcp import Context, FastMCP
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from graphs.runner import RunResult, check_request
 
 ProgressFn = Callable[[float, float | None, str], None]
 ORCHESTRATOR_STEPS = ("classify_intent", "recall", "plan", "execute", "synthesize", "remember")
+_TRACE_CONTEXT = TraceContextTextMapPropagator()  # traceparent/tracestate only, never baggage
+_TRACE_KEYS = ("traceparent", "tracestate")
 
 
 class RunTask(Protocol):
@@ -40,6 +47,34 @@ class NodeProgress(BaseCallbackHandler):
         if node in self.steps and node not in self.seen and (metadata or {}).get("langgraph_step") is not None:
             self.seen.append(node)
             self.progress(len(self.seen), len(self.steps), f"step {node}")
+
+
+def caller_trace_context(ctx: Context) -> otel_context.Context | None:
+    """The caller's trace context from the HTTP ``traceparent`` header, else from ``_meta`` (stdio); None if absent."""
+    request = getattr(ctx.request_context, "request", None)
+    headers = getattr(request, "headers", None) or {}
+    carrier = {key: str(headers[key]) for key in _TRACE_KEYS if key in headers}
+    if "traceparent" not in carrier:
+        extra = getattr(ctx.request_context.meta, "model_extra", None) or {}
+        carrier = {key: extra[key] for key in _TRACE_KEYS if isinstance(extra.get(key), str)}
+    if "traceparent" not in carrier:
+        return None
+    extracted = _TRACE_CONTEXT.extract(carrier)
+    return extracted if trace.get_current_span(extracted).get_span_context().is_valid else None
+
+
+def in_trace_context(parent: otel_context.Context | None, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run with ``parent`` as the current OpenTelemetry context (on whichever thread calls it)."""
+    if parent is None:
+        return fn
+
+    def run(*args: Any) -> Any:
+        token = otel_context.attach(parent)
+        try:
+            return fn(*args)
+        finally:
+            otel_context.detach(token)
+    return run
 
 
 def run_summary(result: RunResult) -> dict[str, Any]:
@@ -69,7 +104,8 @@ def build_tierflow_server(run_task: RunTask, classify: Callable[[str], Mapping[s
             anyio.from_thread.run(ctx.report_progress, done, total, message)
 
         await ctx.report_progress(0, len(ORCHESTRATOR_STEPS), "queued")
-        result = await anyio.to_thread.run_sync(run_fn, text, progress, limiter=runs)
+        traced_run = in_trace_context(caller_trace_context(ctx), run_fn)  # spans join the caller's trace
+        result = await anyio.to_thread.run_sync(traced_run, text, progress, limiter=runs)
         await ctx.report_progress(len(ORCHESTRATOR_STEPS), len(ORCHESTRATOR_STEPS), "done")
         return run_summary(result)
 

@@ -167,6 +167,8 @@ def resume(
     tier: Annotated[str | None, typer.Option("--tier", help="tier for every agent from here on")] = None,
     pattern: Annotated[str | None, typer.Option("--pattern", help="the pattern the run was forced to")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="print node events and tokens as they happen")] = False,
+    trace_file: Annotated[Path | None, typer.Option("--trace-file", help="also write the resumed run's spans "
+                                                    "here as JSON lines (see: tierflow traces show)")] = None,
     checkpointer: CheckpointerOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -175,6 +177,7 @@ def resume(
     from graphs.runner import resume_run
     from tierflow.app import build_deps, build_graph
     from tierflow.settings import load_settings
+    from tierflow.traces_cli import open_run_tracing
 
     known = _known_errors()
     try:
@@ -190,8 +193,11 @@ def resume(
         if "confirm_plan" in compiled.get_state({"configurable": {"thread_id": run_id}}).next:
             deps.confirm_plan = True
             compiled = build_graph(settings, deps, graph, pattern)
+        run_tracing = open_run_tracing(settings, trace_file)
         with err.status("running…", spinner="dots") if not (as_json or stream) else _null():
-            result = resume_run(compiled, run_id, answer=answer, on_event=_event_printer(as_json) if stream else None)
+            with run_tracing as callbacks:  # traced like `run` when configured; flush is bounded
+                result = resume_run(compiled, run_id, answer=answer, callbacks=callbacks,
+                                    on_event=_event_printer(as_json) if stream else None)
     except known as exc:
         raise fail(str(exc)) from None
     except ValueError as exc:
@@ -289,6 +295,7 @@ class _null:
 
 
 def _register_subcommands() -> None:
+    from tierflow.eval_cli import eval_command
     from tierflow.intents_cli import intents_app
     from tierflow.mcp_cli import mcp_app
     from tierflow.memory_cli import memory_app
@@ -298,6 +305,7 @@ def _register_subcommands() -> None:
     app.add_typer(mcp_app, name="mcp")
     app.add_typer(memory_app, name="memory")
     app.add_typer(traces_app, name="traces")
+    app.command("eval")(eval_command)
 
 
 _register_subcommands()

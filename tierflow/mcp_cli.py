@@ -13,12 +13,17 @@ SERVERS = ("tierflow", "notes", "calculator")
 
 
 class LazyTierflow:
-    """Settings → agents → orchestrator, built on first use so a client's handshake is not kept waiting."""
+    """Settings → agents → orchestrator, built on first use so a client's handshake is not kept waiting.
+
+    When tracing is configured (settings or ``LANGFUSE_*``), each ``run_task`` is traced; the server runs it
+    inside the caller's trace context, so its spans join the caller's trace. Spans are flushed after each run.
+    """
 
     def __init__(self, config: Path | None) -> None:
         self.config = config
         self._lock = threading.Lock()
         self._built: tuple[Any, Any, Any] | None = None
+        self.tracing: Any = None
 
     def parts(self) -> tuple[Any, Any, Any]:
         with self._lock:
@@ -27,6 +32,7 @@ class LazyTierflow:
                 from tierflow.settings import load_settings
 
                 settings = load_settings(self.config)
+                self.tracing = _open_tracing(settings)
                 deps = build_deps(settings)
                 self._built = (settings, deps, build_graph(settings, deps))
             return self._built
@@ -35,8 +41,16 @@ class LazyTierflow:
         from graphs.runner import run_request
         from mcp_servers.tierflow_server import NodeProgress
 
-        _, _, graph = self.parts()
-        return run_request(graph, request, callbacks=[NodeProgress(progress)])
+        settings, _, graph = self.parts()
+        callbacks: list[Any] = [NodeProgress(progress)]
+        if self.tracing is not None:
+            costs = {name: (tier.cost_per_1k_input, tier.cost_per_1k_output) for name, tier in settings.tiers.items()}
+            callbacks.append(self.tracing.handler(costs=costs))
+        try:
+            return run_request(graph, request, callbacks=callbacks)
+        finally:
+            if self.tracing is not None:
+                self.tracing.flush()  # bounded by tracing.flush_timeout_s; a server may be stopped any time
 
     def classify(self, text: str) -> dict[str, Any]:
         return self.parts()[1].classifier.classify(text).model_dump()
@@ -53,6 +67,19 @@ class LazyTierflow:
                 "intents": list(labels),
                 "agents": [{"role": r.name, "instructions": r.instructions} for r in deps.worker.roles.values()],
                 "tiers": sorted(settings.tiers)}
+
+
+def _open_tracing(settings: Any) -> Any:
+    """The serving process's Tracing (closed, bounded, at exit), or None when tracing is off."""
+    import atexit
+
+    from tierflow import __version__
+    from tracing import open_tracing
+
+    tracing = open_tracing(settings.tracing, release=__version__)
+    if tracing is not None:
+        atexit.register(tracing.close)
+    return tracing
 
 
 def build_server(name: str, config: Path | None = None, root: Path | None = None) -> Any:

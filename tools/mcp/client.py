@@ -31,6 +31,7 @@ from mcp import ClientSession, McpError, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CONNECTION_CLOSED
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
 from tools.errors import ToolInputError, ToolLayerError, UnknownToolError
@@ -43,6 +44,9 @@ CUT_MARKER = "[cut: {n} more characters]"
 # Errors that mean the transport under a session is gone; the session is dropped and reopened on next use.
 _TRANSPORT_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, httpx.TransportError,
                      BrokenPipeError, ConnectionError, EOFError)
+# W3C trace context only (never baggage): trace attributes such as user ids stay inside the process.
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+_TRACE_KEYS = ("traceparent", "tracestate")
 
 
 class McpToolError(ToolLayerError):
@@ -62,6 +66,36 @@ def cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + " " + CUT_MARKER.format(n=len(text) - limit)
+
+
+def trace_meta() -> dict[str, str] | None:
+    """The current span's W3C ``traceparent`` (and ``tracestate``) for a call's ``_meta``; None outside a span.
+
+    Captured on the caller's thread: calls run on the client's own loop thread, where the caller's span is not
+    current. The MCP convention carries it in ``params._meta``; over HTTP it also becomes the request's headers.
+    """
+    carrier: dict[str, str] = {}
+    _TRACE_CONTEXT.inject(carrier)
+    return carrier or None
+
+
+async def _trace_headers(request: httpx.Request) -> None:
+    """httpx request hook: send the trace context a ``tools/call`` carries in ``params._meta`` as W3C headers."""
+    if request.method != "POST":
+        return
+    try:
+        body = request.content
+    except httpx.RequestNotRead:  # a streamed body is never a JSON-RPC message of ours
+        return
+    if b'"traceparent"' not in body:
+        return
+    try:
+        meta = json.loads(body)["params"]["_meta"]
+    except (ValueError, KeyError, TypeError):
+        return
+    for key in _TRACE_KEYS:
+        if isinstance(meta.get(key), str):
+            request.headers[key] = meta[key]
 
 
 def result_text(result: types.CallToolResult) -> str:
@@ -140,7 +174,8 @@ class _Session:
         if cfg.token:
             headers["Authorization"] = f"Bearer {cfg.token}"
         http = await stack.enter_async_context(httpx.AsyncClient(
-            headers=headers, follow_redirects=True, timeout=httpx.Timeout(cfg.timeout_s, read=cfg.timeout_s + 5)))
+            headers=headers, follow_redirects=True, timeout=httpx.Timeout(cfg.timeout_s, read=cfg.timeout_s + 5),
+            event_hooks={"request": [_trace_headers]}))
         read, write, _ = await stack.enter_async_context(streamable_http_client(cfg.url or "", http_client=http))
         return read, write
 
@@ -219,7 +254,8 @@ class _ServerPool:
                 best, load = i, busy
         return best
 
-    async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> types.CallToolResult:
+    async def call(self, tool: str, args: dict[str, Any], timeout_s: float,
+                   meta: dict[str, Any] | None = None) -> types.CallToolResult:
         async with self.limit:
             index = self._pick()
             async with asyncio.timeout(timeout_s) as deadline:
@@ -229,7 +265,8 @@ class _ServerPool:
                 assert session is not None
                 request_id = getattr(session, "_request_id", None)
                 try:
-                    return await session.call_tool(tool, args, read_timeout_seconds=timedelta(seconds=timeout_s))
+                    return await session.call_tool(tool, args, read_timeout_seconds=timedelta(seconds=timeout_s),
+                                                   meta=meta)
                 except McpError as exc:
                     if exc.error.code == CONNECTION_CLOSED:
                         holder.broken = True
@@ -375,13 +412,13 @@ class McpClient:
     async def acall(self, server: str, tool: str, args: Mapping[str, Any] | None = None,
                     timeout_s: float | None = None) -> str:
         """Call ``tool`` on ``server`` from any event loop; returns the (capped) text an agent should see."""
-        return await self._await_on_loop(self._acall(server, tool, dict(args or {}), timeout_s))
+        return await self._await_on_loop(self._acall(server, tool, dict(args or {}), timeout_s, trace_meta()))
 
     def call(self, server: str, tool: str, args: Mapping[str, Any] | None = None,
              timeout_s: float | None = None) -> str:
         """Blocking :meth:`acall` for threads; an interrupt of the waiting thread cancels the call."""
         pool = self._pool(server)
-        fut = self._submit(self._acall(server, tool, dict(args or {}), timeout_s))
+        fut = self._submit(self._acall(server, tool, dict(args or {}), timeout_s, trace_meta()))
         try:
             return fut.result(timeout=(timeout_s or pool.config.timeout_s) + pool.config.connect_timeout_s + 5)
         except McpToolError:
@@ -393,7 +430,8 @@ class McpClient:
             fut.cancel()
             raise
 
-    async def _acall(self, server: str, tool: str, args: dict[str, Any], timeout_s: float | None) -> str:
+    async def _acall(self, server: str, tool: str, args: dict[str, Any], timeout_s: float | None,
+                     meta: dict[str, Any] | None = None) -> str:
         pool = self._pool(server)
         spec = pool.tools.get(tool)
         if spec is None:
@@ -401,7 +439,7 @@ class McpClient:
         validate_arguments(spec, args, pool.config.max_argument_chars)
         limit = timeout_s or pool.config.timeout_s
         try:
-            result = await pool.call(tool, args, limit)
+            result = await pool.call(tool, args, limit, meta)
         except TimeoutError as exc:
             if isinstance(exc, McpToolError):
                 raise
