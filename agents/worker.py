@@ -15,6 +15,7 @@ from agents.plan import Subtask
 from agents.roles import DEFAULT_ROLES, Role
 from runtimes.errors import MODEL_CALL_ERRORS, ContextLengthExceeded
 from runtimes.structured import invoke_json
+from tools.policy import ROLE_METADATA_KEY
 from tools.registry import ToolRegistry
 
 MAX_TOOL_OUTPUT_CHARS = 2000
@@ -125,8 +126,12 @@ class WorkerAgent:
                    config: RunnableConfig | None) -> ToolCallRecord:
         if name not in subtask.tools:
             return ToolCallRecord(tool=name, args=args, output=f"tool {name!r} is not allowed here", error=True)
+        # The calling role travels in the run config so tools with a role allowlist can refuse it.
+        tool_config: RunnableConfig = {**(config or {}),
+                                       "metadata": {**((config or {}).get("metadata") or {}),
+                                                    ROLE_METADATA_KEY: subtask.role}}
         try:
-            output = str(self.tools.get(name).invoke(args, config))
+            output = str(self.tools.get(name).invoke(args, tool_config))
             error = False
         except Exception as exc:  # a tool's failure is an observation for the agent, not a crash
             output, error = f"{type(exc).__name__}: {exc}", True

@@ -9,7 +9,10 @@ import time
 
 import pytest
 
+from agents.plan import Subtask
+from agents.worker import WorkerAgent
 from tests.fixtures_mcp import raw_server
+from tests.scripted import ScriptedChatModel
 from tools.errors import ToolInputError, UnknownToolError
 from tools.mcp.client import McpClient, McpConnectionError, McpTimeoutError, McpToolError
 from tools.mcp.config import McpServerConfig
@@ -94,6 +97,16 @@ def test_role_allowlist(stateful: McpClient) -> None:
     with pytest.raises(ToolNotAllowedError, match="role 'writer' may not call tool 'add'"):
         stateful.tool("add").invoke({"a": 1, "b": 2}, {"metadata": {ROLE_METADATA_KEY: "writer"}})
     assert stateful.tool("add").invoke({"a": 1, "b": 2}, {"metadata": {ROLE_METADATA_KEY: "analyst"}}) == "3"
+
+
+def test_the_worker_calls_mcp_tools_as_its_role(stateful: McpClient) -> None:
+    registry = ToolRegistry(stateful.tools())
+    call = {"action": "call_tool", "tool": "add", "args": {"a": 2, "b": 3}}
+    for role, expected in [("analyst", ("5", False)), ("writer", ("may not call tool 'add'", True))]:
+        worker = WorkerAgent(ScriptedChatModel.of([call, {"action": "finish", "answer": "done"}]), registry)
+        result = worker.run(Subtask(id="t", goal="add", role=role, tools=["add"]), "add 2 and 3")
+        record = result.tool_calls[0]
+        assert expected[0] in record.output and record.error is expected[1]
 
 
 def test_call_that_never_answers_times_out_and_session_survives(stateful: McpClient) -> None:
