@@ -22,8 +22,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from agents.intent import OUT_OF_SCOPE, IntentResult
-from agents.intents.encoder import BASE_MODEL_NAME, BASE_MODEL_PACKAGE, Encoder, configure_threads
+from agents.intents.encoder import BASE_MODEL_NAME, Encoder, configure_threads
 from agents.intents.errors import IntentModelError
+from memory.embeddings import MODEL_PACKAGE
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "intent_model.json"
@@ -175,7 +176,7 @@ class TrainedIntentClassifier:
             "head": {"type": "cosine", "dim": self.head.dim, "hidden": self.head.hidden},
             "encoder": {
                 "base": BASE_MODEL_NAME,
-                "package": BASE_MODEL_PACKAGE,
+                "package": MODEL_PACKAGE,
                 "pooling": "mean+l2",
                 "max_length": self.encoder.max_length,
                 "finetuned_from_layer": self.finetuned_from_layer,
