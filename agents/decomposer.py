@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,7 +54,8 @@ class TaskDecomposer:
             roles=", ".join(f"{r.name} ({r.instructions})" for r in self.roles.values()),
             tools=", ".join(self.tools) or "none", max_subtasks=self.max_subtasks))]
         context = "".join(f"\nRelevant memory: {m}" for m in memories)
-        messages.append(HumanMessage(f"Intent: {intent or 'unknown'}{context}\nRequest: {request}"))
+        example = self._example(request, intent)
+        messages.append(HumanMessage(f"Intent: {intent or 'unknown'}{context}{example}\nRequest: {request}"))
         try:
             raw = invoke_json(self.model.bind(max_tokens=PLAN_MAX_TOKENS), messages, schema, config, name="plan")
         except ContextLengthExceeded:
@@ -92,6 +94,14 @@ class TaskDecomposer:
         ]
         return Plan(pattern="sequential", subtasks=subtasks, source="template",
                     notes=[*notes, f"used the {intent if intent in self.templates else 'default'} template"])
+
+    def _example(self, request: str, intent: str | None) -> str:
+        """The intent's template as a worked example: small models copy structure far better than they invent it."""
+        if not intent or intent not in self.templates:
+            return ""
+        plan = self.template(request, intent, [])
+        return "\nA plan that usually fits: " + json.dumps(
+            {"pattern": plan.pattern, "subtasks": [s.model_dump() for s in plan.subtasks]})
 
     def _lenient_parse(self, raw: dict[str, Any]) -> Plan | None:
         """Keep whatever subtasks have a usable goal; None when nothing is left."""

@@ -60,8 +60,8 @@ def plan_json_schema(roles: Iterable[str], tools: Iterable[str], max_subtasks: i
                 "items": {
                     "type": "object",
                     "properties": {
-                        "id": {"type": "string"},
-                        "goal": {"type": "string"},
+                        "id": {"type": "string", "minLength": 1, "maxLength": 40},
+                        "goal": {"type": "string", "minLength": 1, "maxLength": MAX_GOAL_CHARS},
                         "role": {"type": "string", "enum": sorted(roles)},
                         "tools": {"type": "array", "items": tool_items, "maxItems": MAX_TOOLS_PER_SUBTASK},
                         "depends_on": {"type": "array", "items": {"type": "string"}},
