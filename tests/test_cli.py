@@ -89,18 +89,24 @@ def test_a_malformed_settings_file_is_reported_with_its_path(tmp_path):
 def test_doctor_reports_each_component_truthfully(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}/v1"
     config = tmp_path / "tierflow.toml"
-    config.write_text(f'[tiers.cloud]\nkind = "openai"\nbase_url = "{dead}"\nmodel = "m"\n')
+    config.write_text(f'[tiers.cloud]\nkind = "openai"\nbase_url = "{dead}"\nmodel = "m"\n'
+                      f'[mcp_servers.calc]\ncommand = "{sys.executable}"\nargs = ["-m", "mcp_servers.calculator"]\n'
+                      f'cwd = "{REPO}"\n[mcp_servers.broken]\ncommand = "{tmp_path / "no-such-server"}"\n'
+                      'connect_timeout_s = 10\n')
     proc = tierflow("doctor", "--json", "--config", str(config), home=tmp_path)
     report = json.loads(proc.stdout)
-    checks = {c.get("tier") or c["component"]: c for c in report["checks"]}
+    checks = {c.get("tier") or c["component"]: c for c in report["checks"] if c["component"] != "mcp"}
+    servers = {c["name"]: c for c in report["checks"] if c["component"] == "mcp"}
     assert checks["mobile"]["usable"] and "llama.cpp" in checks["mobile"]["detail"]
     assert not checks["cloud"]["usable"] and dead in checks["cloud"]["detail"]
     assert checks["intents"]["usable"] and checks["data"]["usable"]
-    assert report["ok"] and proc.returncode == 0  # the default tier works; cloud is reported, not fatal
+    assert checks["memory"]["usable"] and checks["memory"]["name"] == "embedded"
+    assert servers["calc"]["usable"] and "calculate" in servers["calc"]["detail"]
+    assert not servers["broken"]["usable"] and "no-such-server" in servers["broken"]["detail"]
+    assert report["ok"] is False and proc.returncode == 1  # `run` would refuse to start with these
 
-    proc = tierflow("doctor", "--json", "--config", str(config), home=tmp_path,
-                    env={"TIERFLOW_DEFAULT_TIER": "cloud"})
-    assert proc.returncode == 1 and json.loads(proc.stdout)["ok"] is False
+    proc = tierflow("doctor", "--json", home=tmp_path)  # the offline defaults alone
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"] is True
 
 
 def test_a_private_run_stays_on_the_device_even_when_cloud_is_asked_for(tmp_path, cloud_server):

@@ -232,7 +232,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Report which tiers, models and data folders are usable, and why not."""
+    """Report which tiers, models, servers (memory, MCP) and data folders are usable, and why not."""
     _offline_env()
     from runtimes.registry import TierRegistry
     from tierflow.settings import SettingsError, load_settings
@@ -246,8 +246,9 @@ def doctor(
                                        (registry.check(name) for name in registry.names)]
     checks.append(_check_intents(settings))
     checks.append(_check_home(settings.home))
-    ok = all(c["usable"] for c in checks if c.get("tier") in (None, settings.default_tier) or
-             c["component"] != "tier")
+    checks.append(_check_memory(settings))
+    checks += [_check_mcp(name, server) for name, server in settings.mcp_servers.items()]
+    ok = all(c["usable"] for c in checks)  # `run` refuses to start while any of these is broken
     if as_json:
         print(json.dumps({"version": __version__, "ok": ok, "checks": checks}, default=str))
     else:
@@ -273,6 +274,33 @@ def _check_intents(settings) -> dict[str, object]:
                 "detail": f"{type(exc).__name__}: {exc}"}
     return {"component": "intents", "name": str(settings.intent_model or "demo"), "usable": True,
             "detail": f"loaded; 'what is 2 plus 2' -> {label}"}
+
+
+def _check_memory(settings) -> dict[str, object]:
+    from memory.config import open_memory
+
+    name = "off" if not settings.memory.enabled else settings.memory.backend
+    try:
+        store = open_memory(settings.memory, settings.memory_path)
+    except Exception as exc:  # doctor reports every failure instead of stopping at it
+        return {"component": "memory", "name": name, "usable": False, "detail": f"{type(exc).__name__}: {exc}"}
+    if store is None:
+        return {"component": "memory", "name": name, "usable": True, "detail": "disabled in settings"}
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()
+    return {"component": "memory", "name": name, "usable": True, "detail": "opened"}
+
+
+def _check_mcp(name: str, server) -> dict[str, object]:
+    from tools.mcp.client import McpClient
+
+    try:
+        with McpClient({name: server}) as client:
+            tools = [t.name for t in client.tools()]
+    except Exception as exc:  # doctor reports every failure instead of stopping at it
+        return {"component": "mcp", "name": name, "usable": False, "detail": f"{type(exc).__name__}: {exc}"}
+    return {"component": "mcp", "name": name, "usable": True, "detail": f"{len(tools)} tools: {', '.join(tools)}"}
 
 
 def _check_home(home: Path) -> dict[str, object]:
