@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 
+from evals.bfcl import score_bfcl_ast, score_bfcl_ast_errors
 from evals.datasets import OUT_OF_SCOPE, EvalItem
 from evals.errors import SuiteError
 
@@ -132,6 +133,8 @@ BUILTIN: dict[str, Scorer] = {
     "json_schema": Scorer("json_schema", score_json_schema),
     "tool_calls": Scorer("tool_calls", score_tool_calls),
     "usage": Scorer("usage", score_usage, quality=False),
+    "bfcl_ast": Scorer("bfcl_ast", score_bfcl_ast),
+    "bfcl_ast_errors": Scorer("bfcl_ast_errors", score_bfcl_ast_errors, quality=False),
 }
 
 
