@@ -15,7 +15,7 @@ from memory.config import open_memory
 from runtimes.errors import TierUnavailableError
 from runtimes.registry import TierRegistry
 from runtimes.router import TierRouter
-from tierflow.settings import Settings
+from tierflow.settings import AGENT_KINDS, Settings
 from tools.native import native_tools
 from tools.registry import ToolRegistry
 
@@ -64,9 +64,6 @@ def build_deps(settings: Settings, classifier: IntentClassifier | None = None,
         memory=open_memory(settings.memory, settings.memory_path),
         recall_k=settings.memory.recall_k,
     )
-
-
-AGENT_KINDS = ("planner", "worker", "synthesizer")
 
 
 def check_fits(settings: Settings, registry: TierRegistry, request: str) -> None:

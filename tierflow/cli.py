@@ -74,15 +74,13 @@ def run(
     from graphs.runner import check_request, run_request
     from runtimes.registry import TierRegistry
     from tierflow.app import build_deps, build_graph, check_fits, check_tiers
-    from tierflow.settings import load_settings
+    from tierflow.settings import load_settings, tier_overrides
     from tierflow.traces_cli import open_run_tracing
 
     known = _known_errors()
     try:
         check_request(request)
-        overrides: dict[str, object] = {}
-        if tier:  # every agent prefers this tier; the router still enforces privacy and falls back
-            overrides.update(default_tier=tier, agent_tiers=dict.fromkeys(("planner", "worker", "synthesizer"), tier))
+        overrides = tier_overrides(tier)
         if checkpointer:
             overrides["checkpointer"] = checkpointer
         settings = load_settings(config, **overrides)
@@ -176,14 +174,12 @@ def resume(
     _offline_env()
     from graphs.runner import resume_run
     from tierflow.app import build_deps, build_graph
-    from tierflow.settings import load_settings
+    from tierflow.settings import load_settings, tier_overrides
     from tierflow.traces_cli import open_run_tracing
 
     known = _known_errors()
     try:
-        overrides: dict[str, object] = {}
-        if tier:  # every agent prefers this tier; the router still enforces privacy and falls back
-            overrides.update(default_tier=tier, agent_tiers=dict.fromkeys(("planner", "worker", "synthesizer"), tier))
+        overrides = tier_overrides(tier)
         if checkpointer:
             overrides["checkpointer"] = checkpointer
         settings = load_settings(config, **overrides)

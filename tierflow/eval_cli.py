@@ -77,11 +77,10 @@ def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):
 
 
 def _settings(config: Path | None, folder: Path, tier: str | None = None):
-    from tierflow.settings import load_settings
+    from tierflow.settings import load_settings, tier_overrides
 
-    overrides: dict[str, object] = {"home": folder / "home"}  # eval runs keep checkpoints and memory to themselves
-    if tier:
-        overrides.update(default_tier=tier, agent_tiers=dict.fromkeys(("planner", "worker", "synthesizer"), tier))
+    # eval runs keep checkpoints and memory to themselves
+    overrides: dict[str, object] = {"home": folder / "home", **tier_overrides(tier)}
     settings = load_settings(config, **overrides)
     for name, server in settings.mcp_servers.items():  # suites start demo MCP servers with this interpreter
         if getattr(server, "command", None) == "{python}":

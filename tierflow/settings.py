@@ -24,6 +24,8 @@ from tracing.config import TracingSettings
 
 _TOML_PATH: ContextVar[Path | None] = ContextVar("tierflow_toml_path", default=None)
 DEFAULT_CONFIG_NAME = "tierflow.toml"
+AgentKind = Literal["planner", "worker", "synthesizer"]
+AGENT_KINDS: tuple[AgentKind, ...] = ("planner", "worker", "synthesizer")
 
 
 class SettingsError(ValueError):
@@ -43,7 +45,7 @@ class Settings(BaseSettings):
     default_tier: str = "mobile"
     tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
     # Tier per agent kind; unset kinds use default_tier.
-    agent_tiers: dict[Literal["planner", "worker", "synthesizer"], str] = Field(default_factory=dict)
+    agent_tiers: dict[AgentKind, str] = Field(default_factory=dict)
     intent_model: Path | None = Field(None, description="trained intent model folder; None = the shipped demo")
     out_of_scope: Literal["answer", "escalate"] = "answer"
     min_confidence: float = Field(0.0, ge=0.0, le=1.0)
@@ -86,15 +88,11 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def checkpoint_path(self) -> Path:
-        return self.home / "checkpoints.sqlite"
-
-    @property
     def memory_path(self) -> Path:
         """The embedded memory file: ``memory.path`` or home/memory.sqlite."""
         return self.memory.path or self.home / "memory.sqlite"
 
-    def tier_for(self, agent: Literal["planner", "worker", "synthesizer"]) -> str:
+    def tier_for(self, agent: AgentKind) -> str:
         return self.agent_tiers.get(agent, self.default_tier)
 
     @classmethod
@@ -118,6 +116,11 @@ def config_path(explicit: Path | None = None) -> Path | None:
         return Path(os.environ["TIERFLOW_CONFIG"])
     local = Path.cwd() / DEFAULT_CONFIG_NAME
     return local if local.is_file() else None
+
+
+def tier_overrides(tier: str | None) -> dict[str, object]:
+    """Settings overrides for ``--tier``: every agent prefers ``tier``; the router still enforces privacy."""
+    return {"default_tier": tier, "agent_tiers": dict.fromkeys(AGENT_KINDS, tier)} if tier else {}
 
 
 def load_settings(path: Path | None = None, **overrides: object) -> Settings:
