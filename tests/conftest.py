@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from runtimes.config import TierConfig, default_tiers
-from runtimes.mobile import shipped_model_path
 from runtimes.registry import TierRegistry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,34 +34,14 @@ def mobile_registry() -> TierRegistry:
 @pytest.fixture(scope="session")
 def cloud_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server serving the shipped GGUF; yields its base URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("cloud") / "server.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(shipped_model_path()), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--model_alias", "smollm2"],
-            stdout=sink, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
+    from tests.fixtures_tiers import LlamaServer
+
+    server = LlamaServer(free_port(), tmp_path_factory.mktemp("cloud") / "server.log")
+    server.start()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the test server exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the test server did not start in 90 s: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield base_url
+        yield server.base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.kill()
 
 
 def cloud_tier(base_url: str, **overrides: object) -> TierConfig:
