@@ -31,7 +31,7 @@ from agents.intents.metrics import choose_threshold, classification_metrics, lat
 from agents.intents.model import TrainedIntentClassifier, _shared_base_encoder
 from agents.intents.train import TrainConfig, train_classifier
 
-DEFAULT_DATA = "/work/shared/data/clinc150/data_full.json"
+DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "clinc150" / "data_full.json")
 
 
 def evaluate(model: TrainedIntentClassifier, test: list[Example], latency_queries: int) -> dict[str, Any]:

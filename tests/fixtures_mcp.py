@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.paths import missing_server
 from tools.mcp.config import McpServerConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,5 +97,5 @@ def inspector() -> list[str]:
     """The MCP Inspector CLI; skipped with the reason when setup could not install it."""
     cmd = inspector_command()
     if cmd is None:
-        pytest.skip(f"MCP Inspector not installed in {INSPECTOR_DIR} (run infra/setup.d/30-mcp-inspector.sh)")
+        missing_server(f"MCP Inspector not installed in {INSPECTOR_DIR} (run infra/setup.d/30-mcp-inspector.sh)")
     return cmd

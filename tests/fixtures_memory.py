@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from memory.embeddings import Embedder
+from tests.paths import missing_server
 
 CACHE = Path(os.environ.get("TIERFLOW_CACHE", Path.home() / ".cache" / "tierflow"))
 NEO4J_VERSION = "5.26.30"
@@ -99,7 +100,7 @@ class Neo4jServer:
 def start_neo4j(home: Path) -> Neo4jServer:
     """Neo4j with auth and HTTP off and Bolt on a free 127.0.0.1 port; data under ``home``."""
     if not (NEO4J_LIB.is_dir() and any(NEO4J_LIB.glob("neo4j-server-*.jar"))) or not shutil.which("java"):
-        pytest.skip(f"Neo4j {NEO4J_VERSION} is not installed in {NEO4J_LIB} (run infra/setup.d/40-neo4j.sh)")
+        missing_server(f"Neo4j {NEO4J_VERSION} is not installed in {NEO4J_LIB} (run infra/setup.d/40-neo4j.sh)")
     (home / "conf").mkdir(parents=True, exist_ok=True)
     server = Neo4jServer(home, _free_port())
     (home / "conf" / "neo4j.conf").write_text("\n".join([
@@ -139,11 +140,11 @@ class WeaviateServer:
 def start_weaviate(data: Path, timeout_s: float = 120) -> WeaviateServer:
     """Weaviate (anonymous access, no modules) inside ``unshare -rn`` behind loopback relays."""
     if not WEAVIATE_BIN.is_file():
-        pytest.skip(f"Weaviate {WEAVIATE_VERSION} is not installed at {WEAVIATE_BIN} "
+        missing_server(f"Weaviate {WEAVIATE_VERSION} is not installed at {WEAVIATE_BIN} "
                     "(run infra/setup.d/50-weaviate.sh)")
     probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
     if probe.returncode != 0:
-        pytest.skip(f"cannot create a private network namespace for Weaviate: {probe.stderr.decode().strip()}")
+        missing_server(f"cannot create a private network namespace for Weaviate: {probe.stderr.decode().strip()}")
     http_port, grpc_port = _free_port(), _free_port()
     env = {**os.environ, "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true", "PERSISTENCE_DATA_PATH": str(data),
            "DEFAULT_VECTORIZER_MODULE": "none", "ENABLE_MODULES": "", "CLUSTER_HOSTNAME": "node1",

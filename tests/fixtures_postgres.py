@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import missing_server
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -50,7 +52,7 @@ def postgres_url() -> Iterator[str]:
     """``postgresql://tierflow@127.0.0.1:PORT/postgres`` of a server started for this test session."""
     bindir = _bin_dir()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed (run infra/setup.sh)")
+        missing_server("PostgreSQL is not installed (run infra/setup.sh)")
     prefix = _run_as()
     data = Path(tempfile.mkdtemp(prefix="tierflow-pg-"))
     if prefix:

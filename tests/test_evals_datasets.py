@@ -10,8 +10,7 @@ import pytest
 from evals.datasets import load_clinc150, load_jsonl
 from evals.errors import DatasetError, SuiteError
 from evals.suite import load_suite
-
-CLINC = Path("/work/shared/data/clinc150/data_full.json")
+from tests.paths import CLINC150 as CLINC
 
 
 def write(path: Path, *lines: str) -> Path:

@@ -19,8 +19,8 @@ from agents.intents.data import Example, load_examples
 from agents.intents.metrics import choose_threshold, classification_metrics
 from agents.intents.model import ENCODER_FILE, HEAD_FILE, TrainedIntentClassifier
 from agents.intents.train import TrainConfig, threshold_from_probs, train_classifier
+from tests.paths import CLINC150 as CLINC
 
-CLINC = Path("/work/shared/data/clinc150/data_full.json")
 INTENTS = [
     "alarm",
     "book_flight",
@@ -32,8 +32,6 @@ INTENTS = [
     "weather",
 ]
 HEAD_ONLY = TrainConfig(finetune_layers=0, head_epochs=40, batch_size=16, lr_head=1e-2)
-
-needs_clinc = pytest.mark.skipif(not CLINC.is_file(), reason="CLINC150 data_full.json not available")
 
 
 def write_jsonl(path: Path, rows: list[tuple[str, str]]) -> Path:
@@ -55,8 +53,6 @@ def clinc_slice(split: str, per_intent: int, n_oos: int) -> list[tuple[str, str]
 
 @pytest.fixture(scope="module")
 def clinc_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    if not CLINC.is_file():
-        pytest.skip("CLINC150 data_full.json not available")
     root = tmp_path_factory.mktemp("clinc")
     return {
         "train": write_jsonl(root / "train.jsonl", clinc_slice("train", 15, 40)),
@@ -165,9 +161,7 @@ def test_metrics_on_hand_made_cases() -> None:
 
 
 def test_fine_tuned_top_layer_is_saved_in_the_model_dir(tmp_path: Path) -> None:
-    rows = [Example(t, label) for t, label in clinc_slice("train", 6, 12)] if CLINC.is_file() else []
-    if not rows:
-        pytest.skip("CLINC150 data_full.json not available")
+    rows = [Example(t, label) for t, label in clinc_slice("train", 6, 12)]
     config = TrainConfig(finetune_layers=1, epochs=1, batch_size=16, val_fraction=0.3)
     model = train_classifier(rows, None, config)
     model.save(tmp_path / "ft")
