@@ -23,6 +23,11 @@ class ScriptedChatModel(FakeMessagesListChatModel):
     seen_kwargs: list[dict[str, Any]] = Field(default_factory=list)
     script: list[Any] = Field(default_factory=list)
 
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        # name the model the way real tiers do, so tracing reads it from the invocation params
+        return {"model_name": "scripted", "tier": self.tier}
+
     @classmethod
     def of(cls, items: Iterable[Any]) -> ScriptedChatModel:
         script = list(items)

@@ -14,6 +14,9 @@ from typing import Any
 from tracing.config import MaskSettings
 
 _MAX_DEPTH = 40
+# Runs repeat the same strings (request, state fields, prompts) in many observations; masking each
+# distinct string once per Masker keeps the per-observation cost low. Bounded so memory stays flat.
+_CACHE_SIZE = 4096
 
 
 class Masker:
@@ -30,6 +33,8 @@ class Masker:
         markers = "|".join(re.escape(m) for m in s.private_markers) or "private"
         self._private_text = re.compile(rf"(?is)<(?P<tag>{markers})>.*?</(?P=tag)>")
         self._markers = {m.lower() for m in s.private_markers}
+        self._texts: dict[str, str] = {}
+        self._fields: dict[str, bool] = {}
 
     def __call__(self, *, data: Any, **_: Any) -> Any:
         return self.mask(data) if self.settings.enabled else data
@@ -51,6 +56,15 @@ class Masker:
 
     def mask_text(self, text: str) -> str:
         """Free text with private sections and secret-shaped substrings replaced."""
+        masked = self._texts.get(text)
+        if masked is None:
+            masked = self._mask_text(text)
+            if len(self._texts) >= _CACHE_SIZE:
+                self._texts.clear()
+            self._texts[text] = masked
+        return masked
+
+    def _mask_text(self, text: str) -> str:
         if "<" in text:
             text = self._private_text.sub(self.settings.private_replacement, text)
         for pattern in self._patterns:
@@ -58,7 +72,15 @@ class Masker:
         return self._inline.sub(lambda m: f"{m['key']}{m['sep']}{self.settings.replacement}", text)
 
     def is_secret_field(self, key: object) -> bool:
-        return isinstance(key, str) and bool(self._field.match(key))
+        if not isinstance(key, str):
+            return False
+        secret = self._fields.get(key)
+        if secret is None:
+            secret = bool(self._field.match(key))
+            if len(self._fields) >= _CACHE_SIZE:
+                self._fields.clear()
+            self._fields[key] = secret
+        return secret
 
     def is_private(self, data: Mapping[Any, Any]) -> bool:
         """A mapping marked ``{"privacy": "private"}`` or ``{"private": true}``."""
