@@ -89,6 +89,8 @@ class TracingSettings(BaseModel):
     export_timeout_s: int = Field(3, ge=1, le=60, description="one OTLP export request, retries included")
     flush_timeout_s: float = Field(5.0, gt=0, le=120, description="longest a run waits for its trace to leave")
     trace_file: Path | None = Field(None, description="also write spans here as JSON lines")
+    defer: bool = Field(True, description="build a run's spans after it ends, off its hot path (tracing.deferred); "
+                        "false: build each span as its step happens, so long runs show up while they run")
     mask: MaskSettings = Field(default_factory=MaskSettings)
     node_types: dict[str, ObservationType] = Field(default_factory=lambda: dict(DEFAULT_NODE_TYPES))
 
@@ -127,6 +129,7 @@ class ResolvedTracing(BaseModel):
     export_timeout_s: int = 3
     flush_timeout_s: float = 5.0
     trace_file: Path | None = None
+    defer: bool = True
     mask: MaskSettings = Field(default_factory=MaskSettings)
     node_types: dict[str, ObservationType] = Field(default_factory=dict)
 
@@ -184,7 +187,7 @@ def resolve(settings: TracingSettings | Mapping[str, object] | None = None,
         base_url=base_url or "https://cloud.langfuse.com", environment=environment,
         release=block.release or env.get("LANGFUSE_RELEASE") or release, sample_rate=sample,
         compression=block.compression, export_timeout_s=block.export_timeout_s,
-        flush_timeout_s=block.flush_timeout_s, trace_file=file,
+        flush_timeout_s=block.flush_timeout_s, trace_file=file, defer=block.defer,
         mask=block.mask, node_types=block.node_types,
     )
 

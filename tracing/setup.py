@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
 from tracing.config import ResolvedTracing, TracingSettings, resolve
+from tracing.deferred import DeferredHandler, ReplayClock, Replayer
 from tracing.handler import TierflowCallbackHandler
 from tracing.masking import Masker
 from tracing.trace_file import JsonlSpanExporter
@@ -46,7 +47,9 @@ class Tracing:
         self.provider = TracerProvider(
             resource=Resource.create({k: v for k, v in attributes.items() if v}),
             sampler=TraceIdRatioBased(config.sample_rate) if config.sample_rate < 1 else None,
-            shutdown_on_exit=False)
+            id_generator=(clock := ReplayClock()), shutdown_on_exit=False)
+        self.provider.add_span_processor(clock)  # first: replayed spans get their recorded times before export
+        self.replayer = Replayer(clock)
         self.trace_file = JsonlSpanExporter(config.trace_file) if config.trace_file else None
         common: dict[str, Any] = {"release": config.release, "environment": config.environment,
                                   "timeout": config.export_timeout_s, "tracer_provider": self.provider,
@@ -65,11 +68,15 @@ class Tracing:
         self._closed = False
 
     def handler(self, *, tags: Iterable[str] = (), costs: Mapping[str, tuple[float, float]] | None = None,
-                trace_context: Any = None) -> TierflowCallbackHandler:
-        """A LangChain callback handler for one run; session and user come from the run's config metadata."""
-        return TierflowCallbackHandler(public_key=self.public_key, tags=tags, release=self.config.release,
-                                       costs=costs, node_types=self.config.node_types,
-                                       trace_context=trace_context)
+                trace_context: Any = None) -> DeferredHandler | TierflowCallbackHandler:
+        """A LangChain callback handler for one run; session and user come from the run's config metadata.
+
+        Both kinds expose ``trace_ids``; the deferred one (the default) builds the spans after the run.
+        """
+        inner = TierflowCallbackHandler(public_key=self.public_key, tags=tags, release=self.config.release,
+                                        costs=costs, node_types=self.config.node_types,
+                                        trace_context=trace_context)
+        return DeferredHandler(inner, self.replayer, trace_context) if self.config.defer else inner
 
     def score(self, trace_id: str, name: str, value: float | bool | str, *, comment: str | None = None,
               observation_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> None:
@@ -94,7 +101,9 @@ class Tracing:
     def flush(self, timeout_s: float | None = None) -> bool:
         """Export what is pending within ``timeout_s`` (default flush_timeout_s); False if it did not finish."""
         timeout = self.config.flush_timeout_s if timeout_s is None else timeout_s
-        return _bounded(self.client.flush, timeout)
+        deadline = time.monotonic() + timeout
+        built = self.replayer.drain(timeout)
+        return _bounded(self.client.flush, max(0.0, deadline - time.monotonic())) and built
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Flush and stop within ``timeout_s``; never raises, never waits longer."""
@@ -103,13 +112,14 @@ class Tracing:
         self._closed = True
         timeout = self.config.flush_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
+        built = self.replayer.drain(timeout)
 
         def stop() -> None:
             self.provider.force_flush(int(timeout * 1000))
             self.client.shutdown()
             self.provider.shutdown()
 
-        done = _bounded(stop, timeout)
+        done = _bounded(stop, max(0.0, deadline - time.monotonic())) and built
         # The SDK keeps one resource manager per public key; drop ours so a later Tracing with the same
         # key gets fresh exporters instead of this closed one.
         with LangfuseResourceManager._lock:

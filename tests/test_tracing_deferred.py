@@ -1,0 +1,108 @@
+"""Deferred tracing: a run records its callback events and its spans are built after it ends.
+
+The spans Langfuse receives must look exactly as if they were built live: the times the steps really
+took, the ids that went out in ``traceparent``, the trace id the caller got back at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+from graphs.runner import run_request, sqlite_checkpointer
+from tests.scripted import ScriptedChatModel
+from tests.test_tracing_export import scripted_graph
+from tracing import TierflowCallbackHandler, open_tracing
+from tracing.deferred import DeferredHandler
+
+
+class State(TypedDict, total=False):
+    request: str
+    user_id: str
+    answer: str
+
+
+def slow_graph(tmp_path, model: ScriptedChatModel):
+    """think (sleeps 80 ms, then asks the model) -> answer (sleeps 40 ms)."""
+
+    def think(state: State, config: RunnableConfig) -> State:
+        time.sleep(0.08)
+        return {"answer": str(model.invoke(state["request"], config).content)}
+
+    def answer(state: State) -> State:
+        time.sleep(0.04)
+        return {"answer": state["answer"].upper()}
+
+    graph = StateGraph(State)
+    graph.add_node("think", think)
+    graph.add_node("answer", answer)
+    graph.add_edge(START, "think")
+    graph.add_edge("think", "answer")
+    graph.add_edge("answer", END)
+    return graph.compile(checkpointer=sqlite_checkpointer(tmp_path / "cp.sqlite"))
+
+
+def test_deferred_spans_carry_the_times_the_steps_really_took(otlp_receiver, tmp_path):
+    tracing = open_tracing(otlp_receiver.settings(), env={})
+    handler = tracing.handler()
+    assert isinstance(handler, DeferredHandler)
+    started = time.time_ns()
+    run_request(slow_graph(tmp_path, ScriptedChatModel.of(["ok"])), "hi", run_id="slow", callbacks=[handler])
+    ended = time.time_ns()
+    trace_id = handler.trace_ids[0]  # known before any span is built
+    time.sleep(0.3)  # spans are built later than the run: their times must still be the run's
+    assert tracing.close() is True
+    spans = otlp_receiver.wait_for(lambda s: any(x.name == "answer" for x in s))
+    named = {s.name: s for s in spans}
+    assert {s.trace_id for s in spans} == {trace_id}
+    for span in spans:
+        assert started <= span.start_ns <= span.end_ns <= ended, span.name
+    think, answer, generation = named["think"], named["answer"], named["ScriptedChatModel"]
+    assert think.end_ns - think.start_ns >= 80_000_000
+    assert answer.end_ns - answer.start_ns >= 40_000_000
+    assert answer.start_ns >= think.end_ns  # the order of steps survives the replay
+    assert think.start_ns + 80_000_000 <= generation.start_ns <= generation.end_ns <= think.end_ns
+
+
+def test_live_tracing_builds_spans_as_steps_happen(otlp_receiver, tmp_path):
+    tracing = open_tracing(otlp_receiver.settings(defer=False), env={})
+    handler = tracing.handler()
+    assert isinstance(handler, TierflowCallbackHandler)
+    run_request(scripted_graph(tmp_path), "what is 17*23?", run_id="live", callbacks=[handler])
+    assert len(handler._runs) == 0 and len(handler.trace_ids) == 1  # every span was started and ended in the run
+    assert tracing.close() is True
+    spans = otlp_receiver.wait_for(lambda s: any(x.name == "tierflow.run" for x in s))
+    assert {s.trace_id for s in spans} == set(handler.trace_ids)
+
+
+def test_deferred_and_live_runs_export_the_same_tree(otlp_receiver, tmp_path):
+    shapes = []
+    for defer in (True, False):
+        tracing = open_tracing(otlp_receiver.settings(defer=defer), env={})
+        handler = tracing.handler(costs={"scripted": (0.5, 1.5)})
+        run_request(scripted_graph(tmp_path / str(defer)), "what is 17*23?", run_id=f"tree-{defer}",
+                    callbacks=[handler])
+        assert tracing.close() is True
+        [trace_id] = handler.trace_ids
+        spans = otlp_receiver.wait_for(lambda s, t=trace_id: any(x.trace_id == t and x.name == "tierflow.run"
+                                                                 for x in s))
+        mine = [s for s in spans if s.trace_id == trace_id]
+        by_id = {s.span_id: s for s in mine}
+        shapes.append(sorted((s.name, s.type, by_id[s.parent_id].name if s.parent_id else None,
+                              s.metadata("tier"), s.attributes.get("langfuse.observation.cost_details"))
+                             for s in mine))
+    assert shapes[0] == shapes[1] and len(shapes[0]) > 10
+
+
+def test_flush_builds_and_exports_within_its_bound(otlp_receiver, tmp_path):
+    otlp_receiver.delay_s = 2.0  # a receiver that answers slowly
+    tracing = open_tracing(otlp_receiver.settings(flush_timeout_s=0.5), env={})
+    handler = tracing.handler()
+    run_request(scripted_graph(tmp_path), "what is 17*23?", run_id="bounded", callbacks=[handler])
+    started = time.monotonic()
+    tracing.flush()
+    assert time.monotonic() - started < 1.5
+    tracing.close(timeout_s=0.5)
