@@ -2,7 +2,8 @@
 
 Train on train(+oos_train), choose the oos threshold on val(+oos_val), report test(+oos_test).
 Prints one JSON object: ``model`` and ``baseline`` metrics (accuracy, oos_recall, oos_precision,
-macro_f1, n, p50_ms, p95_ms, batch_qps, train_seconds) and their ratios.
+macro_f1, n, p50_ms, p95_ms, batch_qps, train_seconds) and their ratios, and ``model_int8``: the
+same model with its encoder on int8 dynamic quantization, with its ratios over fp32.
 
     .venv/bin/python bench/intents.py [--data data_full.json] [--finetune-layers 2] [--epochs 3] [--out DIR]
 """
@@ -28,7 +29,7 @@ from agents.intent import OUT_OF_SCOPE
 from agents.intents.data import Example, file_sha256, load_examples
 from agents.intents.encoder import configure_threads
 from agents.intents.metrics import choose_threshold, classification_metrics, latency_ms
-from agents.intents.model import TrainedIntentClassifier, _shared_base_encoder
+from agents.intents.model import TrainedIntentClassifier, _shared_base_encoder, int8_encoder
 from agents.intents.train import TrainConfig, train_classifier
 
 DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "clinc150" / "data_full.json")
@@ -112,9 +113,11 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--model", default=None, help="evaluate this saved model instead of training one")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core, at most 8)")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 encoder measured beside fp32")
     args = parser.parse_args()
 
-    threads = configure_threads()
+    threads = configure_threads(args.threads)
     train, val, test = (load_examples(args.data, s) for s in ("train", "val", "test"))
     config = TrainConfig(
         finetune_layers=args.finetune_layers,
@@ -155,6 +158,15 @@ def main() -> None:
         load_seconds=load_seconds,
     )
     print(json.dumps({"model": result["model"]}, default=str), file=sys.stderr, flush=True)  # kept if baseline fails
+    if not args.no_int8:  # the same trained model with an int8 encoder, measured in this run
+        int8 = TrainedIntentClassifier(int8_encoder(model.encoder), model.head, model.labels, model.threshold,
+                                       finetuned_from_layer=model.finetuned_from_layer, metadata=model.metadata)
+        result["model_int8"] = evaluate(int8, test, args.latency_queries)
+        result["ratio_int8_over_fp32"] = {
+            k: result["model_int8"][k] / result["model"][k]
+            for k in ("accuracy", "oos_recall", "oos_precision", "macro_f1", "p50_ms", "p95_ms", "batch_qps")
+            if result["model"].get(k)
+        }
     if not args.no_baseline:
         result["baseline"] = baseline(train, val, test, args.latency_queries)
         result["ratio_model_over_baseline"] = {

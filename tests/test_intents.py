@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from agents.intent import OUT_OF_SCOPE, IntentClassifier, IntentResult
-from agents.intents import DEMO_DATA, DEMO_INTENTS, load_default_classifier
+from agents.intents import DEMO_DATA, DEMO_INTENTS, IntentModelError, load_default_classifier
 from agents.intents.data import Example, load_examples
 from agents.intents.metrics import choose_threshold, classification_metrics
 from agents.intents.model import ENCODER_FILE, HEAD_FILE, TrainedIntentClassifier
@@ -173,6 +174,33 @@ def test_fine_tuned_top_layer_is_saved_in_the_model_dir(tmp_path: Path) -> None:
     # the shipped base encoder is left untouched by fine-tuning
     base = load_default_classifier()
     assert base.encoder is not loaded.encoder
+
+
+def test_int8_encoder_agrees_with_fp32_and_leaves_the_shared_one_alone(tmp_path: Path) -> None:
+    fp32 = load_default_classifier()
+    int8 = load_default_classifier("int8")
+    assert int8.precision == "int8" and int8.encoder is not fp32.encoder
+    assert int8.encoder.bert.encoder.layer[0].intermediate.dense.weight().dtype == torch.qint8
+    assert fp32.encoder.bert.encoder.layer[0].intermediate.dense.weight.dtype == torch.float32
+    texts = [e.text for e in load_examples(DEMO_DATA)]
+    labels32 = [r.label for r in fp32.classify_batch(texts)]
+    labels8 = [r.label for r in int8.classify_batch(texts)]
+    assert sum(a == b for a, b in zip(labels32, labels8, strict=True)) / len(texts) >= 0.97
+    cosines = (int8.encoder.embed(texts) * fp32.encoder.embed(texts)).sum(-1)  # unit vectors: dot = cosine
+    assert cosines.mean() >= 0.95 and cosines.min() >= 0.75
+    with pytest.raises(IntentModelError, match="precision must be one of fp32, int8"):
+        load_default_classifier("fp16")
+
+
+def test_a_fine_tuned_model_loads_in_int8_but_saves_only_in_fp32(tmp_path: Path) -> None:
+    rows = [Example(t, label) for t, label in clinc_slice("train", 6, 12)]
+    train_classifier(rows, None, TrainConfig(finetune_layers=1, epochs=1, batch_size=16, val_fraction=0.3)).save(
+        tmp_path / "ft")
+    int8 = TrainedIntentClassifier.load(tmp_path / "ft", precision="int8")
+    assert int8.classify("book me a flight to denver").label in int8.labels
+    with pytest.raises(IntentModelError, match="int8-loaded model cannot be saved"):
+        int8.save(tmp_path / "again")
+    assert not (tmp_path / "again").exists()
 
 
 def test_demo_model_loads_fast_and_classifies_demo_requests() -> None:

@@ -127,6 +127,11 @@ def test_cli_predict_defaults_to_the_demo_model() -> None:
     result = runner.invoke(intents_app, ["predict", "--json", "what is 12 times 7"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["label"] == "calculate"
+    int8 = runner.invoke(intents_app, ["predict", "--json", "--precision", "int8", "what is 12 times 7"])
+    assert int8.exit_code == 0, int8.output
+    assert json.loads(int8.stdout)["label"] == "calculate"
+    bad = runner.invoke(intents_app, ["predict", "--precision", "int4", "what is 12 times 7"])
+    assert bad.exit_code != 0 and "precision must be one of fp32, int8" in bad.output
 
 
 # -- bad input: the library raises IntentDataError(path, line); the CLI prints it on stderr ----------------

@@ -26,8 +26,8 @@ def load_classifier(settings: Settings) -> IntentClassifier:
     from agents.intents.model import TrainedIntentClassifier
 
     if settings.intent_model is not None:
-        return TrainedIntentClassifier.load(settings.intent_model)
-    return load_default_classifier()
+        return TrainedIntentClassifier.load(settings.intent_model, precision=settings.intent_precision)
+    return load_default_classifier(settings.intent_precision)
 
 
 def mcp_tools(settings: Settings) -> list:

@@ -117,6 +117,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="split to evaluate (split files only)")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     latency_queries: Annotated[int, typer.Option(help="single queries timed for p50/p95")] = 300,
+    precision: Annotated[str, typer.Option(help="encoder precision: fp32, or int8 (faster on CPU)")] = "fp32",
 ) -> None:
     """Score a model on labelled data: accuracy, oos recall/precision, macro-F1, latency, throughput."""
     from agents.intents.data import check_known_labels, load_examples
@@ -124,7 +125,7 @@ def evaluate(
     from agents.intents.model import TrainedIntentClassifier
 
     examples = load_examples(data, split)
-    clf = TrainedIntentClassifier.load(model)
+    clf = TrainedIntentClassifier.load(model, precision=precision)
     check_known_labels(examples, clf.labels, data)
     texts = [e.text for e in examples]
     start = time.perf_counter()
@@ -146,6 +147,7 @@ def predict(
     text: Annotated[str, typer.Argument(help="the request to classify")],
     model: Annotated[Path | None, typer.Option("--model", help="model directory (default: the demo model)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the IntentResult as JSON")] = False,
+    precision: Annotated[str, typer.Option(help="encoder precision: fp32, or int8 (faster on CPU)")] = "fp32",
 ) -> None:
     """Classify one request: label, confidence, out-of-scope flag, top-3 alternatives."""
     from agents.intents import load_default_classifier
@@ -154,7 +156,8 @@ def predict(
     if not text.strip():
         typer.echo("error: empty text", err=True)
         raise typer.Exit(EXIT_DATA_ERROR)
-    clf = TrainedIntentClassifier.load(model) if model is not None else load_default_classifier()
+    clf = (TrainedIntentClassifier.load(model, precision=precision) if model is not None
+           else load_default_classifier(precision))
     result = clf.classify(text)
     if as_json:
         typer.echo(result.model_dump_json())

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     # Tier per agent kind; unset kinds use default_tier.
     agent_tiers: dict[AgentKind, str] = Field(default_factory=dict)
     intent_model: Path | None = Field(None, description="trained intent model folder; None = the shipped demo")
+    intent_precision: Literal["fp32", "int8"] = Field("fp32", description="int8: quantized encoder, faster on CPU")
     out_of_scope: Literal["answer", "escalate"] = "answer"
     min_confidence: float = Field(0.0, ge=0.0, le=1.0)
     worker_max_steps: int = Field(4, ge=1, le=32)

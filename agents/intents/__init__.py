@@ -29,8 +29,8 @@ __all__ = [
 ]
 
 
-def load_default_classifier() -> TrainedIntentClassifier:
+def load_default_classifier(precision: str = "fp32") -> TrainedIntentClassifier:
     """The shipped demo classifier (head weights in ``demo_model/``, encoder from the base package)."""
     from agents.intents.model import TrainedIntentClassifier
 
-    return TrainedIntentClassifier.load(DEMO_MODEL_DIR)
+    return TrainedIntentClassifier.load(DEMO_MODEL_DIR, precision=precision)
