@@ -103,8 +103,10 @@ def convert(value: Fraction, source: str, target: str) -> Fraction:
 
 def build_calculator_server() -> FastMCP:
     """The calculator/units server; its tools keep no state."""
+    # Plain JSON replies over HTTP: these tools send no progress, and an SSE reply the SDK client closes early
+    # costs a fresh TCP connection per call.
     server = FastMCP("tierflow-calculator", instructions="Exact arithmetic and unit conversion.",
-                     log_level="WARNING")
+                     log_level="WARNING", json_response=True)
 
     @server.tool()
     def calculate(expression: str) -> str:

@@ -121,7 +121,7 @@ def build_notes_server(root: Path) -> FastMCP:
     """The notes server on ``root`` (created if missing)."""
     notes = NotesRoot(root)
     server = FastMCP("tierflow-notes", instructions=f"Text notes in one folder ({notes.root.name}); paths are "
-                     "relative to it.", log_level="WARNING")
+                     "relative to it.", log_level="WARNING", json_response=True)  # no progress: see calculator
 
     @server.tool()
     def list_notes(folder: str = "") -> list[str]:

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
 
 import pytest
+from mcp import types
 
 from agents.plan import Subtask
 from agents.worker import WorkerAgent
 from tests.fixtures_mcp import raw_server
 from tests.scripted import ScriptedChatModel
 from tools.errors import ToolInputError, UnknownToolError
-from tools.mcp.client import McpClient, McpConnectionError, McpTimeoutError, McpToolError
+from tools.mcp.client import (
+    McpClient,
+    McpConnectionError,
+    McpTimeoutError,
+    McpToolError,
+    ToolSchemas,
+    check_structured_result,
+    validate_arguments,
+)
 from tools.mcp.config import McpServerConfig
 from tools.policy import ROLE_METADATA_KEY, ToolNotAllowedError, allowed_tools
 from tools.registry import ToolRegistry
@@ -166,6 +176,89 @@ def test_stateless_pool_spreads_calls_and_limits_concurrency() -> None:
 
         # 12 calls, at most 4 in flight over 3 sessions: no session ever holds more than 2 at once.
         assert max(asyncio.run(peaks())) <= 2
+
+
+def test_default_pool_is_one_session_per_cpu() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert McpServerConfig(command="srv", stateless=True).sessions() == min(8, cpus)
+    assert McpServerConfig(command="srv", stateless=True, pool_size=3).sessions() == 3
+    assert McpServerConfig(command="srv", pool_size=3).sessions() == 1  # a stateful server keeps one session
+
+
+@pytest.mark.anyio
+async def test_async_with_runs_the_sessions_on_the_caller_s_loop() -> None:
+    threads = set(threading.enumerate())
+    async with McpClient({"raw": raw_server(stateless=True, pool_size=2, max_concurrency=4)}) as client:
+        assert not [t for t in set(threading.enumerate()) - threads if t.name == "tierflow-mcp"]  # no own loop
+        pids = await asyncio.gather(*(client.acall("raw", "pid") for _ in range(8)))
+        assert len(set(pids)) == 2
+        assert await client.tool("add").ainvoke({"a": 20, "b": 22}) == "42"
+        # Threads may still call it while this loop runs; a blocking call on this loop's thread cannot work.
+        assert await asyncio.to_thread(client.call, "raw", "add", {"a": 1, "b": 2}) == "3"
+        with pytest.raises(McpToolError, match="would deadlock"):
+            client.call("raw", "add", {"a": 1, "b": 2})
+        with pytest.raises(McpToolError, match=r"use 'await client\.aclose\(\)'"):
+            client.close()
+        with pytest.raises(McpTimeoutError, match=r"did not answer within 0\.3 s"):
+            await client.acall("raw", "sleep", {"seconds": 30}, timeout_s=0.3)
+        task = asyncio.create_task(client.acall("raw", "sleep", {"seconds": 30}))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await client.acall("raw", "echo", {"text": "after"}) == "after"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(int(p)) for p in pids):
+        await asyncio.sleep(0.1)
+    assert not any(_alive(int(p)) for p in pids)
+    with pytest.raises(McpToolError, match="not started"):
+        await client.acall("raw", "pid")
+
+
+def test_many_calls_from_other_loops_and_threads_share_the_pool() -> None:
+    with McpClient({"raw": raw_server(stateless=True, pool_size=2, max_concurrency=8)}) as client:
+
+        async def burst(offset: int) -> list[str]:
+            return list(await asyncio.gather(*(client.acall("raw", "add", {"a": offset, "b": i}) for i in range(40))))
+
+        results: dict[int, list[str]] = {}
+        threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, asyncio.run(burst(1000 * k))))
+                   for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == {k: [str(1000 * k + i) for i in range(40)] for k in range(3)}
+
+
+def test_schemas_are_compiled_once_and_structured_results_checked() -> None:
+    tool = types.Tool(name="area", inputSchema={"type": "object", "properties": {"side": {"type": "number"}},
+                                                "required": ["side"]},
+                      outputSchema={"type": "object", "properties": {"result": {"type": "number"}},
+                                    "required": ["result"]})
+    schemas = ToolSchemas(tool)
+    validate_arguments(tool, {"side": 2}, 1000, schemas)
+    with pytest.raises(ToolInputError, match="side: 'two' is not of type 'number'"):
+        validate_arguments(tool, {"side": "two"}, 1000, schemas)
+
+    def result(structured: dict | None, error: bool = False) -> types.CallToolResult:
+        return types.CallToolResult(content=[types.TextContent(type="text", text="4")],
+                                    structuredContent=structured, isError=error)
+
+    check_structured_result(schemas, result({"result": 4}))
+    check_structured_result(schemas, result(None, error=True))  # a tool error is reported as such instead
+    with pytest.raises(McpToolError, match="'area' declares an output schema but returned no structured content"):
+        check_structured_result(schemas, result(None))
+    with pytest.raises(McpToolError, match=r"does not match its output schema: result: 'four' is not of type"):
+        check_structured_result(schemas, result({"result": "four"}))
+    # A schema that is not valid JSON Schema refuses the call before anything is sent.
+    broken = types.Tool(name="broken", inputSchema={"type": "object", "properties": {"x": {"type": "nope"}}})
+    with pytest.raises(McpToolError, match="'broken' declares an invalid JSON schema"):
+        validate_arguments(broken, {"x": 1}, 1000, ToolSchemas(broken))
+    # $ref stays inside the schema: a server's schema never makes the client fetch a URL.
+    remote = types.Tool(name="remote", inputSchema={"$ref": "http://127.0.0.1:9/schema.json"})
+    with pytest.raises(McpToolError, match=r"refers to 'http://127\.0\.0\.1:9/schema\.json', which is not in"):
+        validate_arguments(remote, {}, 1000, ToolSchemas(remote))
 
 
 def test_close_stops_server_processes() -> None:

@@ -1,15 +1,21 @@
 """Pooled, long-lived MCP client sessions whose tools are LangChain tools usable with ``invoke`` and ``ainvoke``.
 
-The client owns one asyncio event loop on a background thread: every session is entered and exited by its
-own task on that loop (the SDK's transports require it), so synchronous callers (LangGraph's thread pool)
-and coroutines on any other loop share the same sessions. Stateful servers get one session for the client's
+``start()`` gives the client its own asyncio event loop on a background thread: every session is entered and
+exited by its own task on that loop (the SDK's transports require it), so synchronous callers (LangGraph's
+thread pool) and coroutines on any other loop share the same sessions; calls from another loop hop over with
+one wake-up per batch of calls. ``async with McpClient(...)`` (``astart()``) instead runs the sessions on the
+caller's own loop, so its coroutines call without any hop. Stateful servers get one session for the client's
 lifetime; servers declared stateless get a pool and each call goes to the least busy session.
+
+Per call the client validates arguments and structured results with jsonschema validators compiled once per
+tool (the SDK's ``call_tool`` rebuilds and re-checks the output schema on every call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import contextlib
 import json
@@ -17,7 +23,7 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any, TextIO, TypeVar
@@ -33,6 +39,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CONNECTION_CLOSED
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
+from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 from tools.errors import ToolInputError, ToolLayerError, UnknownToolError
 from tools.mcp.config import McpServerConfig
@@ -204,11 +212,12 @@ class _ServerPool:
         self.name = name
         self.config = config
         self.errlog = errlog
-        size = config.pool_size if config.stateless else 1
+        size = config.sessions()
         self.slots: list[_Session | None] = [None] * size
         self.locks = [asyncio.Lock() for _ in range(size)]
         self.limit = asyncio.Semaphore(config.max_concurrency)
         self.tools: dict[str, types.Tool] = {}
+        self.schemas: dict[str, ToolSchemas] = {}
 
     async def start(self) -> list[types.Tool]:
         await asyncio.gather(*(self._session(i) for i in range(len(self.slots))))
@@ -228,6 +237,7 @@ class _ServerPool:
             raise McpToolError(f"MCP server {self.name!r} has no tool(s) {', '.join(sorted(missing))}; "
                                f"it offers {', '.join(t.name for t in listed)}")
         self.tools = {t.name: t for t in listed if wanted is None or t.name in wanted}
+        self.schemas = {name: ToolSchemas(spec) for name, spec in self.tools.items()}
         return list(self.tools.values())
 
     async def _session(self, index: int) -> _Session:
@@ -256,6 +266,15 @@ class _ServerPool:
 
     async def call(self, tool: str, args: dict[str, Any], timeout_s: float,
                    meta: dict[str, Any] | None = None) -> types.CallToolResult:
+        """Send ``tools/call`` on the least busy session, within the server's concurrency limit and ``timeout_s``.
+
+        It goes through ``send_request`` rather than ``ClientSession.call_tool``: the latter lists the tools
+        again on every fresh session and rebuilds the output-schema validator per call; the caller checks
+        structured results against the validator compiled once in :class:`ToolSchemas`.
+        """
+        request = types.ClientRequest(types.CallToolRequest(params=types.CallToolRequestParams(
+            name=tool, arguments=args, _meta=types.RequestParams.Meta(**meta) if meta else None)))
+        read_timeout = timedelta(seconds=timeout_s)
         async with self.limit:
             index = self._pick()
             async with asyncio.timeout(timeout_s) as deadline:
@@ -265,8 +284,8 @@ class _ServerPool:
                 assert session is not None
                 request_id = getattr(session, "_request_id", None)
                 try:
-                    return await session.call_tool(tool, args, read_timeout_seconds=timedelta(seconds=timeout_s),
-                                                   meta=meta)
+                    return await session.send_request(request, types.CallToolResult,
+                                                      request_read_timeout_seconds=read_timeout)
                 except McpError as exc:
                     if exc.error.code == CONNECTION_CLOSED:
                         holder.broken = True
@@ -318,8 +337,10 @@ def _close_all() -> None:
 class McpClient:
     """MCP servers by name → pooled sessions, their tools as LangChain tools; a context manager.
 
-    ``start()`` connects to every server and lists its tools; ``close()`` (or leaving the ``with`` block, or
-    interpreter exit) ends every session and stops stdio server processes.
+    ``start()`` connects to every server and lists its tools on the client's own loop thread; ``close()`` (or
+    leaving the ``with`` block, or interpreter exit) ends every session and stops stdio server processes.
+    ``async with`` (``astart()``/``aclose()``) runs the sessions on the caller's loop instead: no thread, and no
+    hop for coroutines on that loop; threads may still call it while that loop runs.
     """
 
     def __init__(self, servers: Mapping[str, McpServerConfig], errlog: TextIO | None = None) -> None:
@@ -327,6 +348,8 @@ class McpClient:
         self.errlog = errlog or sys.stderr
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._inbox: _Inbox | None = None
+        self._owns_loop = False
         self._pools: dict[str, _ServerPool] = {}
         self._tools: list[McpTool] = []
 
@@ -346,7 +369,7 @@ class McpClient:
         self._thread = threading.Thread(target=run, name="tierflow-mcp", daemon=True)
         self._thread.start()
         started.wait()
-        self._loop = loop
+        self._loop, self._inbox, self._owns_loop = loop, _Inbox(loop), True
         _LIVE.add(self)
         try:
             self._submit(self._astart()).result()
@@ -354,6 +377,36 @@ class McpClient:
             self.close()
             raise
         return self
+
+    async def astart(self) -> McpClient:
+        """Open every server's sessions on the running loop (see :meth:`start`); end them with :meth:`aclose`."""
+        if self._loop is not None:
+            return self
+        loop = asyncio.get_running_loop()
+        self._loop, self._inbox, self._owns_loop, self._thread = loop, _Inbox(loop), False, threading.current_thread()
+        try:
+            await self._astart()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def aclose(self) -> None:
+        """End every session of a client; from the loop that runs it, or any other (then it hops over)."""
+        loop = self._loop
+        if loop is None:
+            return
+        if not self._owns_loop and asyncio.get_running_loop() is loop:
+            self._loop = None
+            await self._aclose()
+            return
+        await asyncio.to_thread(self.close)
+
+    async def __aenter__(self) -> McpClient:
+        return await self.astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def _astart(self) -> None:
         self._pools = {name: _ServerPool(name, cfg, self.errlog) for name, cfg in self.servers.items()}
@@ -373,6 +426,15 @@ class McpClient:
         """End every session (stdio processes exit) and stop the loop thread; safe to call twice."""
         loop, thread = self._loop, self._thread
         if loop is None:
+            return
+        if not self._owns_loop:
+            if thread is threading.current_thread():
+                raise McpToolError("this MCP client runs on this thread's event loop: use 'await client.aclose()'")
+            self._loop = None
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(self._aclose(), loop).result(timeout=30)
+            else:
+                log.warning("the event loop of this MCP client is gone; its sessions were not closed politely")
             return
         self._loop = None
         _LIVE.discard(self)
@@ -412,12 +474,16 @@ class McpClient:
     async def acall(self, server: str, tool: str, args: Mapping[str, Any] | None = None,
                     timeout_s: float | None = None) -> str:
         """Call ``tool`` on ``server`` from any event loop; returns the (capped) text an agent should see."""
+        self._pool(server)  # not started / unknown server: say so here, before hopping
         return await self._await_on_loop(self._acall(server, tool, dict(args or {}), timeout_s, trace_meta()))
 
     def call(self, server: str, tool: str, args: Mapping[str, Any] | None = None,
              timeout_s: float | None = None) -> str:
         """Blocking :meth:`acall` for threads; an interrupt of the waiting thread cancels the call."""
         pool = self._pool(server)
+        if not self._owns_loop and self._thread is threading.current_thread():
+            raise McpToolError(f"a blocking call of {tool!r} on the thread whose event loop runs the MCP client "
+                               "would deadlock; use 'await client.acall(...)' or 'await tool.ainvoke(...)'")
         fut = self._submit(self._acall(server, tool, dict(args or {}), timeout_s, trace_meta()))
         try:
             return fut.result(timeout=(timeout_s or pool.config.timeout_s) + pool.config.connect_timeout_s + 5)
@@ -436,7 +502,8 @@ class McpClient:
         spec = pool.tools.get(tool)
         if spec is None:
             raise UnknownToolError(tool, sorted(pool.tools))
-        validate_arguments(spec, args, pool.config.max_argument_chars)
+        schemas = pool.schemas[tool]
+        validate_arguments(spec, args, pool.config.max_argument_chars, schemas)
         limit = timeout_s or pool.config.timeout_s
         try:
             result = await pool.call(tool, args, limit, meta)
@@ -444,6 +511,7 @@ class McpClient:
             if isinstance(exc, McpToolError):
                 raise
             raise McpTimeoutError(f"MCP tool {tool!r} on {server!r} did not answer within {limit:g} s") from None
+        check_structured_result(schemas, result)
         text = result_text(result)
         if result.isError:
             raise McpToolError(f"{tool} failed: {cut(text, pool.config.max_result_chars) or 'no details'}")
@@ -476,11 +544,152 @@ class McpClient:
             running = None
         if running is self._loop:
             return await coro
-        return await asyncio.wrap_future(self._submit(coro))  # cancelling the caller cancels the call
+        inbox = self._inbox
+        if running is None or inbox is None or self._loop is None:
+            return await asyncio.wrap_future(self._submit(coro))  # (no loop here, or closed: _submit says so)
+        hop = _Hop(coro, running.create_future(), _inbox_of(running))
+        try:
+            inbox.put(hop.start)
+        except RuntimeError:  # the client's loop was closed in the meantime
+            coro.close()  # type: ignore[attr-defined]
+            raise McpToolError("the MCP client is closed") from None
+        try:
+            return await hop.waiter
+        except asyncio.CancelledError:  # cancelling the caller cancels the call on the client's loop
+            with contextlib.suppress(RuntimeError):
+                inbox.put(hop.cancel)
+            raise
 
 
-def validate_arguments(spec: types.Tool, args: Any, max_chars: int) -> None:
-    """Refuse arguments that are too large or do not match the tool's input schema, before sending them."""
+class ToolSchemas:
+    """A tool's input and output JSON schemas, each checked and compiled into a validator once.
+
+    Building a jsonschema validator (and checking the schema against its metaschema) costs far more than
+    validating a small object, so the pool compiles them when it lists the tools. An empty registry keeps
+    ``$ref`` inside the schema: a server's schema can never make the client fetch a URL.
+    """
+
+    __slots__ = ("error", "input", "name", "output")
+
+    def __init__(self, spec: types.Tool) -> None:
+        self.name = spec.name
+        self.input: jsonschema.protocols.Validator | None = None
+        self.output: jsonschema.protocols.Validator | None = None
+        self.error: str | None = None
+        try:
+            self.input = _compile(spec.inputSchema or {"type": "object"})
+            self.output = _compile(spec.outputSchema) if spec.outputSchema is not None else None
+        except jsonschema.SchemaError as exc:
+            self.error = f"MCP tool {spec.name!r} declares an invalid JSON schema: {exc.message}"
+
+
+def _compile(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls.check_schema(schema)
+    return cls(schema, registry=Registry())
+
+
+class _Inbox:
+    """Callbacks handed to one event loop from other threads, with one wake-up per batch instead of one each.
+
+    ``call_soon_threadsafe`` writes to the loop's self-pipe (and makes the threads trade the GIL) for every
+    callback; with several calls in flight their starts and results arrive in bursts and share one wake-up.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: collections.deque[Callable[[], object]] = collections.deque()
+        self.armed = False
+        self.lock = threading.Lock()
+
+    def put(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` soon on the loop; raises RuntimeError if that loop is closed."""
+        self.items.append(callback)
+        with self.lock:
+            if self.armed:
+                return
+            self.armed = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            with self.lock:
+                self.armed = False
+            raise
+
+    def _drain(self) -> None:
+        with self.lock:
+            self.armed = False  # anything put from here on arms a new wake-up; nothing is left behind
+        items = self.items
+        while items:
+            callback = items.popleft()
+            try:
+                callback()
+            except Exception:  # one failing callback must not strand the others
+                log.exception("MCP client callback failed")
+
+
+_INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
+_INBOXES_LOCK = threading.Lock()
+
+
+def _inbox_of(loop: asyncio.AbstractEventLoop) -> _Inbox:
+    inbox = _INBOXES.get(loop)
+    if inbox is None:
+        with _INBOXES_LOCK:
+            inbox = _INBOXES.get(loop)
+            if inbox is None:
+                inbox = _INBOXES[loop] = _Inbox(loop)
+    return inbox
+
+
+class _Hop:
+    """One coroutine run on the client's loop for a caller on another loop; the result goes back through its inbox."""
+
+    __slots__ = ("back", "cancelled", "coro", "task", "waiter")
+
+    def __init__(self, coro: Awaitable[Any], waiter: asyncio.Future[Any], back: _Inbox) -> None:
+        self.coro = coro
+        self.waiter = waiter
+        self.back = back
+        self.task: asyncio.Task[Any] | None = None
+        self.cancelled = False
+
+    def start(self) -> None:  # on the client's loop
+        if self.cancelled:
+            self.coro.close()  # type: ignore[attr-defined]
+            return
+        self.task = asyncio.get_running_loop().create_task(self.coro)  # type: ignore[arg-type]
+        self.task.add_done_callback(self._finished)
+
+    def cancel(self) -> None:  # on the client's loop
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:  # on the client's loop
+        try:
+            self.back.put(lambda: self._deliver(task))
+        except RuntimeError:  # the caller's loop is closed: nobody waits any more
+            if not task.cancelled():
+                task.exception()
+
+    def _deliver(self, task: asyncio.Task[Any]) -> None:  # on the caller's loop
+        exc = None if task.cancelled() else task.exception()  # (retrieved even when nobody waits any more)
+        if self.waiter.done():  # the caller was cancelled
+            return
+        if task.cancelled():  # not by this caller: the client was closed under the call
+            self.waiter.set_exception(McpConnectionError("the MCP client was closed during the call"))
+        elif exc is not None:
+            self.waiter.set_exception(exc)
+        else:
+            self.waiter.set_result(task.result())
+
+
+def validate_arguments(spec: types.Tool, args: Any, max_chars: int, schemas: ToolSchemas | None = None) -> None:
+    """Refuse arguments that are too large or do not match the tool's input schema, before sending them.
+
+    ``schemas`` is the tool's compiled :class:`ToolSchemas` (compiled here when not given).
+    """
     if not isinstance(args, dict):
         raise ToolInputError(f"arguments for {spec.name!r} must be an object, got {type(args).__name__}")
     try:
@@ -489,24 +698,40 @@ def validate_arguments(spec: types.Tool, args: Any, max_chars: int) -> None:
         raise ToolInputError(f"arguments for {spec.name!r} are not JSON: {exc}") from None
     if size > max_chars:
         raise ToolInputError(f"arguments for {spec.name!r} are {size} characters; the limit is {max_chars}")
-    validator = _validator(spec)
-    errors = sorted(validator.iter_errors(args), key=lambda e: list(e.absolute_path))
-    if errors:
-        shown = "; ".join(f"{'/'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}"
-                          for e in errors[:3])
-        raise ToolInputError(f"arguments for {spec.name!r} do not match its input schema: {shown}")
+    schemas = schemas or ToolSchemas(spec)
+    if schemas.error is not None or schemas.input is None:  # refused before sending, as a bad call would be
+        raise McpToolError(schemas.error or f"MCP tool {spec.name!r} has no usable input schema")
+    try:
+        if next(schemas.input.iter_errors(args), None) is None:
+            return
+        errors = sorted(schemas.input.iter_errors(args), key=lambda e: list(e.absolute_path))
+    except Unresolvable as exc:
+        raise McpToolError(f"the input schema of MCP tool {spec.name!r} refers to {exc.ref!r}, which is not "
+                           "in the schema (the client never fetches schemas)") from None
+    shown = "; ".join(f"{'/'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}"
+                      for e in errors[:3])
+    raise ToolInputError(f"arguments for {spec.name!r} do not match its input schema: {shown}")
 
 
-_VALIDATORS: dict[str, Any] = {}
-
-
-def _validator(spec: types.Tool) -> Any:
-    key = json.dumps(spec.inputSchema, sort_keys=True)
-    found = _VALIDATORS.get(key)
-    if found is None:
-        cls = jsonschema.validators.validator_for(spec.inputSchema, default=jsonschema.Draft202012Validator)
-        found = _VALIDATORS[key] = cls(spec.inputSchema)
-    return found
+def check_structured_result(schemas: ToolSchemas, result: types.CallToolResult) -> None:
+    """Refuse a successful result whose structured content does not match the tool's declared output schema."""
+    if result.isError:
+        return
+    if schemas.error is not None:
+        raise McpToolError(schemas.error)
+    if schemas.output is None:
+        return
+    if result.structuredContent is None:
+        raise McpToolError(f"MCP tool {schemas.name!r} declares an output schema but returned no structured content")
+    try:
+        error = next(schemas.output.iter_errors(result.structuredContent), None)
+    except Unresolvable as exc:
+        raise McpToolError(f"the output schema of MCP tool {schemas.name!r} refers to {exc.ref!r}, which is not "
+                           "in the schema (the client never fetches schemas)") from None
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(result)"
+        raise McpToolError(f"MCP tool {schemas.name!r} returned structured content that does not match its "
+                           f"output schema: {where}: {error.message}")
 
 
 def schema_model(name: str, schema: dict[str, Any]) -> type[BaseModel]:

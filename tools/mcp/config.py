@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -11,7 +12,8 @@ class McpServerConfig(BaseModel):
     """One MCP server: how to reach it (stdio command or streamable-HTTP URL), pooling, limits, who may use it.
 
     ``stateless = false`` (the default) keeps one session for the client's lifetime, so server-side state
-    survives between calls; ``stateless = true`` opens ``pool_size`` sessions and spreads calls over them.
+    survives between calls; ``stateless = true`` opens ``pool_size`` sessions (default: one per CPU, since a
+    stdio session is one server process) and sends each call to the least busy one.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -25,7 +27,8 @@ class McpServerConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     token: str | None = Field(None, description="http: bearer token sent as 'Authorization: Bearer …'")
     stateless: bool = False
-    pool_size: int = Field(4, ge=1, le=32, description="sessions opened when stateless")
+    pool_size: int | None = Field(None, ge=1, le=32,
+                                  description="sessions opened when stateless (default: one per CPU, at most 8)")
     max_concurrency: int = Field(8, ge=1, le=256, description="calls in flight to this server at once")
     timeout_s: float = Field(30.0, gt=0, le=3600, description="per call, including a reconnect")
     connect_timeout_s: float = Field(20.0, gt=0, le=600)
@@ -34,6 +37,13 @@ class McpServerConfig(BaseModel):
     tools: list[str] | None = Field(None, description="only these tools of the server (default: all)")
     prefix: str = Field("", description="prepended to the server's tool names in tierflow's registry")
     allow_roles: list[str] | None = Field(None, description="agent roles that may call these tools (default: all)")
+
+    def sessions(self) -> int:
+        """How many sessions the client opens: 1 for a stateful server, else ``pool_size`` or one per CPU."""
+        if not self.stateless:
+            return 1
+        return self.pool_size or max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                            else os.cpu_count() or 1))
 
     @model_validator(mode="after")
     def _endpoint_matches_transport(self) -> McpServerConfig:
