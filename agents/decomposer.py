@@ -12,6 +12,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
 from agents.plan import (
+    ID_PATTERN,
     MAX_GOAL_CHARS,
     MAX_SUBTASKS,
     MAX_TOOLS_PER_SUBTASK,
@@ -20,6 +21,7 @@ from agents.plan import (
     Subtask,
     plan_json_schema,
     plan_problems,
+    says_something,
 )
 from agents.roles import DEFAULT_ROLES, DEFAULT_TEMPLATE, TEMPLATES, Role
 from runtimes.errors import MODEL_CALL_ERRORS, ContextLengthExceeded
@@ -123,14 +125,19 @@ class TaskDecomposer:
         return Plan(pattern=pattern, subtasks=subtasks, source="repaired", notes=[])
 
     def _repair(self, plan: Plan) -> Plan:
-        """Fix what has one obvious fix: size, ids, roles, tools, dependencies (keeping only earlier ones)."""
+        """Fix what has one obvious fix: size, ids, roles, tools, dependencies (keeping only earlier ones).
+
+        Subtasks whose goal says nothing are dropped; when none is left the plan stays as it was (template).
+        """
         fallback_role = "generalist" if "generalist" in self.roles else next(iter(self.roles))
-        kept = plan.subtasks[: self.max_subtasks]
+        kept = [s for s in plan.subtasks if says_something(s.goal)][: self.max_subtasks]
+        if not kept:
+            return plan
         renamed: dict[str, str] = {}
         seen: set[str] = set()
         subtasks: list[Subtask] = []
         for index, s in enumerate(kept, start=1):
-            new_id = s.id if s.id not in seen else f"s{index}"
+            new_id = s.id if s.id not in seen and ID_PATTERN.fullmatch(s.id) else f"s{index}"
             while new_id in seen:
                 new_id = f"{new_id}_"
             seen.add(new_id)

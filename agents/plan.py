@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -14,6 +15,13 @@ PlanSource = Literal["model", "repaired", "template"]
 MAX_SUBTASKS = 8
 MAX_GOAL_CHARS = 500
 MAX_TOOLS_PER_SUBTASK = 4
+ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
+_WORD = re.compile(r"[^\W\d_]{2,}")  # two or more letters in any script
+
+
+def says_something(goal: str) -> bool:
+    """A goal an agent can act on has a word in it; small models sometimes emit ',' or a date instead."""
+    return _WORD.search(goal) is not None
 
 
 class Subtask(BaseModel):
@@ -76,7 +84,7 @@ def plan_json_schema(roles: Iterable[str], tools: Iterable[str], max_subtasks: i
 
 def plan_problems(plan: Plan, roles: Iterable[str], tools: Iterable[str],
                   max_subtasks: int = MAX_SUBTASKS) -> list[str]:
-    """Every rule ``plan`` breaks: size, duplicate ids, unknown roles/tools/dependencies, cycles."""
+    """Every rule ``plan`` breaks: size, ids, empty goals, unknown roles/tools/dependencies, cycles."""
     roles, tools = set(roles), set(tools)
     problems: list[str] = []
     if len(plan.subtasks) > max_subtasks:
@@ -86,6 +94,10 @@ def plan_problems(plan: Plan, roles: Iterable[str], tools: Iterable[str],
     if duplicates:
         problems.append(f"duplicate subtask ids: {', '.join(duplicates)}")
     for s in plan.subtasks:
+        if not ID_PATTERN.fullmatch(s.id):
+            problems.append(f"subtask {s.id!r}: id must be a name (a letter, then letters, digits, '_', '.', '-')")
+        if not says_something(s.goal):
+            problems.append(f"subtask {s.id}: goal {s.goal[:40]!r} says nothing (it has no word)")
         if s.role not in roles:
             problems.append(f"subtask {s.id}: unknown role {s.role!r}")
         for name in s.tools:

@@ -43,8 +43,8 @@ def test_unknown_tools_roles_and_dependencies_are_repaired_and_recorded():
 
 def test_cycles_are_broken_by_keeping_only_earlier_dependencies():
     reply = {"pattern": "sequential", "subtasks": [
-        {"id": "a", "goal": "x", "role": "writer", "tools": [], "depends_on": ["b"]},
-        {"id": "b", "goal": "y", "role": "writer", "tools": [], "depends_on": ["a"]}]}
+        {"id": "a", "goal": "gather facts", "role": "writer", "tools": [], "depends_on": ["b"]},
+        {"id": "b", "goal": "check facts", "role": "writer", "tools": [], "depends_on": ["a"]}]}
     plan = decomposer(reply).decompose("req", None)
     assert plan.source == "repaired"
     assert [s.depends_on for s in plan.subtasks] == [[], ["a"]]
@@ -60,8 +60,8 @@ def test_oversized_plans_are_cut_to_the_limit():
 
 
 def test_duplicate_ids_are_renamed():
-    reply = {"subtasks": [{"id": "s", "goal": "x", "role": "writer"}, {"id": "s", "goal": "y", "role": "writer"}],
-             "pattern": "sequential"}
+    reply = {"subtasks": [{"id": "s", "goal": "gather facts", "role": "writer"},
+                          {"id": "s", "goal": "check facts", "role": "writer"}], "pattern": "sequential"}
     plan = decomposer(reply).decompose("req", None)
     assert [s.id for s in plan.subtasks] == ["s", "s2"]
 
@@ -87,3 +87,21 @@ def test_a_failing_tier_falls_back_to_the_template():
     plan = decomposer(openai.APIConnectionError(request=request)).decompose("plan my week", "plan")
     assert plan.source == "template" and plan.subtasks[0].role == "planner"
     assert "model output unusable" in plan.notes[0]
+
+
+def test_subtasks_that_say_nothing_are_dropped_and_junk_ids_renamed():
+    reply = {"pattern": "sequential", "subtasks": [
+        {"id": "report_2018-03-24T15:39:56.7.0000, 2018-", "goal": "compute 17*23", "role": "analyst",
+         "tools": ["calculator"], "depends_on": []},
+        {"id": "b", "goal": ",", "role": "writer", "tools": [], "depends_on": []}]}
+    plan = decomposer(reply).decompose("what is 17*23", "calculate")
+    assert plan.source == "repaired"
+    assert [(s.id, s.goal) for s in plan.subtasks] == [("s1", "compute 17*23")]
+    assert "subtask b: goal ',' says nothing (it has no word)" in plan.notes
+
+
+def test_a_plan_whose_goals_all_say_nothing_falls_back_to_the_template():
+    reply = {"pattern": "sequential", "subtasks": [
+        {"id": "a", "goal": ",", "role": "analyst", "tools": ["calculator"], "depends_on": []}]}
+    plan = decomposer(reply).decompose("what is 17*23", "calculate")
+    assert plan.source == "template" and all(s.goal.strip(",") for s in plan.subtasks)

@@ -75,7 +75,7 @@ def test_a_worker_that_times_out_gets_a_redo_and_the_failure_is_kept_if_it_persi
             time.sleep(2)
 
     result = Team("hierarchical", {"slow": Stuck()}, supervisor=Supervisor(None), max_redos=1,
-                  branch_timeout_s=0.2).run("req", [{"id": "s1", "goal": "g", "role": "slow"}])
+                  branch_timeout_s=0.2).run("req", [{"id": "s1", "goal": "do the work", "role": "slow"}])
     assert result.results[0].stopped == "error" and "timed out after 0.2 s" in result.results[0].error
     assert [(d["choice"], d["source"]) for d in result.decisions] == [
         ("slow", "fallback"), ("redo", "fallback"), ("redo", "fallback"), ("accept", "fallback")]
