@@ -282,14 +282,17 @@ def render_call(name: str, arguments: Mapping[str, Any]) -> str:
 class FunctionCallTask:
     """One tool-calling step: the cell's model answers ``{"name", "arguments"}`` under the function's schema.
 
-    ``models`` gives the chat model for a cell (e.g. a tier from runtimes.registry.TierRegistry).
+    ``models`` gives the chat model for a cell (e.g. a tier from runtimes.registry.TierRegistry); ``costs`` maps a
+    tier to its (input, output) price per 1k tokens. A reply that is not usable JSON becomes an empty call
+    (``output_error`` says why), scored as unparsed rather than dropped.
     """
 
-    def __init__(self, models: Callable[[Any], BaseChatModel]) -> None:
-        self.models = models
+    def __init__(self, models: Callable[[Any], BaseChatModel], costs: Mapping[str, tuple[float, float]] | None = None,
+                 max_tokens: int | None = None) -> None:
+        self.models, self.costs, self.max_tokens = models, dict(costs or {}), max_tokens
 
     def __call__(self, item: EvalItem, cell: Any) -> dict[str, Any]:
-        from runtimes.structured import invoke_json
+        from evals.tasks import invoke_structured
 
         bfcl = item.expected.get("bfcl")
         if not isinstance(bfcl, Mapping) or not isinstance(bfcl.get("function"), Mapping):
@@ -301,8 +304,9 @@ class FunctionCallTask:
         prompt = (f"Call this function to answer the user. Reply with JSON {{\"name\": ..., \"arguments\": {{...}}}}."
                   f"\nFunction: {json.dumps(function)}")
         t0 = time.perf_counter()
-        reply = invoke_json(self.models(cell), [SystemMessage(prompt), HumanMessage(item.input)], schema,
-                            name="function_call")
+        reply, usage = invoke_structured(self.models(cell), [SystemMessage(prompt), HumanMessage(item.input)], schema,
+                                         name="function_call", costs=self.costs, max_tokens=self.max_tokens)
         arguments = reply.get("arguments")
-        call = render_call(str(reply.get("name", "")), arguments if isinstance(arguments, Mapping) else {})
-        return {"call": call, "answer": call, "latency_ms": (time.perf_counter() - t0) * 1000}
+        call = render_call(str(reply.get("name", "")), arguments if isinstance(arguments, Mapping) else {}) \
+            if reply else ""
+        return {"call": call, "answer": call, "latency_ms": (time.perf_counter() - t0) * 1000, **usage}

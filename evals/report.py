@@ -48,15 +48,17 @@ def summarize(suite: Suite, records: list[dict[str, Any]]) -> dict[str, Any]:
             "latency_p50_ms": _percentile(latencies, 0.5), "latency_p95_ms": _percentile(latencies, 0.95),
             "error_samples": [f"{r['item']}: {r['error']}" for r in rows if r.get("error")][:5],
         }
+    report_only = sorted({m for scorer in suite.resolved_scorers() if not scorer.quality for m in scorer.metrics})
     return {"suite": suite.name, "task": suite.task.kind, "items": len({r["item"] for r in records}),
-            "repeats": suite.repeats, "cells": cells}
+            "repeats": suite.repeats, "cells": cells, "report_only": report_only}
 
 
 def quality_metrics(report: dict[str, Any]) -> list[str]:
-    """Higher-is-better metrics of a report: pass rate, pass^k and every non-usage metric."""
+    """Higher-is-better metrics of a report: pass rate, pass^k and every metric but usage and report-only ones."""
     names: set[str] = set()
+    skip = set(report.get("report_only", ()))
     for cell in report["cells"].values():
-        names.update(n for n in cell["metrics"] if not n.startswith(USAGE_PREFIXES))
+        names.update(n for n in cell["metrics"] if not n.startswith(USAGE_PREFIXES) and n not in skip)
     return ["pass_rate", f"pass^{report['repeats']}", *sorted(names)]
 
 
@@ -72,7 +74,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     """A summary table per cell: quality metrics, latency and tokens."""
     metrics = quality_metrics(report)
     usage = ["input_tokens", "output_tokens", "cost"]
-    head = ["cell", "n", "errors", *metrics, "p50 ms", "p95 ms", *usage]
+    head = ["cell", "n", "errors", *metrics, "p50 ms", "p95 ms", *usage, "tier mix"]
     lines = [f"# Eval: {report['suite']}", "",
              f"{report['items']} items × {report['repeats']} repeat(s), task `{report['task']}`.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -80,7 +82,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         values = [cell_value(cell, m) for m in metrics] + [cell["latency_p50_ms"], cell["latency_p95_ms"]]
         values += [cell["metrics"].get(u) for u in usage]
         shown = ["–" if v is None else f"{v:.3f}" if v < 10 else f"{v:.0f}" for v in values]
-        lines.append("| " + " | ".join([key, str(cell["n"]), str(cell["errors"]), *shown]) + " |")
+        mix = ", ".join(f"{name.removeprefix('tier_share.')} {share:.0%}" for name, share in cell["metrics"].items()
+                        if name.startswith("tier_share.")) or "–"
+        lines.append("| " + " | ".join([key, str(cell["n"]), str(cell["errors"]), *shown, mix]) + " |")
     errors = [s for cell in report["cells"].values() for s in cell["error_samples"]]
     if errors:
         lines += ["", "## Errors (first ones)", ""] + [f"- `{html.escape(e[:200])}`" for e in errors[:10]]

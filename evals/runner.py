@@ -8,8 +8,9 @@ import threading
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -43,18 +44,31 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _run_one(task: Task, scorers: list[Scorer], item: EvalItem, cell: Cell, repeat: int) -> dict[str, Any]:
+class Observer(Protocol):
+    """Watches each unit of work (e.g. :class:`evals.experiment.LangfuseExperiment`); it must never raise.
+
+    ``unit`` wraps the task call; what it yields, when not None, gets ``finish(record)`` once the unit is scored.
+    """
+
+    def unit(self, item: EvalItem, cell: Cell, repeat: int) -> AbstractContextManager[Any]: ...
+
+
+def _run_one(task: Task, scorers: list[Scorer], item: EvalItem, cell: Cell, repeat: int,
+             observer: Observer | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {"key": record_key(cell, item.id, repeat), "cell": cell.key, "tier": cell.tier,
                               "pattern": cell.pattern, "item": item.id, "repeat": repeat}
-    try:
-        output = task(item, cell)
-        metrics, passed = score_item(scorers, item, output)
-        record.update(output=output, metrics=metrics, passed=passed, error=None)
-    except EvalError:
-        raise  # a broken suite (bad regex, bad schema) stops the run instead of failing every item
-    except Exception as exc:  # per-item capture: one failing item must not end the run
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        record.update(output=None, metrics={}, passed=False, error=detail)
+    with observer.unit(item, cell, repeat) if observer is not None else nullcontext() as watched:
+        try:
+            output = task(item, cell)
+            metrics, passed = score_item(scorers, item, output)
+            record.update(output=output, metrics=metrics, passed=passed, error=None)
+        except EvalError:
+            raise  # a broken suite (bad regex, bad schema) stops the run instead of failing every item
+        except Exception as exc:  # per-item capture: one failing item must not end the run
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            record.update(output=None, metrics={}, passed=False, error=detail)
+        if watched is not None:
+            watched.finish(record)
     return record
 
 
@@ -82,11 +96,13 @@ class _Writer:
 
 
 def run_suite(suite: Suite, task: Task, items: list[EvalItem], results_path: Path, *,
-              progress: bool = True, limit: int | None = None) -> list[dict[str, Any]]:
+              progress: bool = True, limit: int | None = None,
+              observer: Observer | None = None) -> list[dict[str, Any]]:
     """Run what ``results_path`` does not hold yet and return every record for this suite's work.
 
     Units already in the file (same cell, item and repeat) are not re-run; failed ones are kept as failed.
-    ``limit`` stops after that many new units (for tests of resumption and for partial runs).
+    ``limit`` stops after that many new units (for tests of resumption and for partial runs); ``observer``
+    (e.g. a Langfuse experiment) sees every unit run now, not the ones resumed from the file.
     """
     scorers = suite.resolved_scorers()
     done = {r["key"]: r for r in read_results(results_path)}
@@ -100,7 +116,7 @@ def run_suite(suite: Suite, task: Task, items: list[EvalItem], results_path: Pat
     try:
         with Progress(*columns, disable=not progress, transient=False) as bar:
             tracker = bar.add_task(suite.name, total=len(todo))
-            for record in _execute(task, scorers, todo, suite.concurrency, suite.timeout_s):
+            for record in _execute(task, scorers, todo, suite.concurrency, suite.timeout_s, observer):
                 writer.write(record)
                 new.append(record)
                 bar.advance(tracker)
@@ -112,7 +128,7 @@ def run_suite(suite: Suite, task: Task, items: list[EvalItem], results_path: Pat
 
 
 def _execute(task: Task, scorers: list[Scorer], todo: list[tuple[Cell, EvalItem, int]], concurrency: int,
-             timeout_s: float) -> Iterator[dict[str, Any]]:
+             timeout_s: float, observer: Observer | None = None) -> Iterator[dict[str, Any]]:
     """Yield records as units finish, at most ``concurrency`` in flight; a unit over ``timeout_s`` is recorded as
     timed out (its thread is abandoned, not killed: Python cannot stop a thread)."""
     import time
@@ -124,7 +140,8 @@ def _execute(task: Task, scorers: list[Scorer], todo: list[tuple[Cell, EvalItem,
         while queue or pending:
             while queue and len(pending) < concurrency:
                 cell, item, rep = queue.pop(0)
-                pending[pool.submit(_run_one, task, scorers, item, cell, rep)] = (cell, item, rep, time.monotonic())
+                future = pool.submit(_run_one, task, scorers, item, cell, rep, observer)
+                pending[future] = (cell, item, rep, time.monotonic())
             finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in finished:
                 pending.pop(future)

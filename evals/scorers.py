@@ -19,6 +19,7 @@ import jsonschema
 from evals.bfcl import score_bfcl_ast, score_bfcl_ast_errors
 from evals.datasets import OUT_OF_SCOPE, EvalItem
 from evals.errors import SuiteError
+from evals.nestful import score_plan, score_plan_counts
 
 Output = Mapping[str, Any]
 ScoreFn = Callable[[EvalItem, Output], dict[str, float]]
@@ -31,6 +32,8 @@ class Scorer:
     name: str
     fn: ScoreFn
     quality: bool = True
+    # Names of the metrics a report-only scorer emits, so gates never read them as higher-is-better.
+    metrics: tuple[str, ...] = ()
 
     def __call__(self, item: EvalItem, output: Output) -> dict[str, float]:
         return self.fn(item, output)
@@ -134,7 +137,11 @@ BUILTIN: dict[str, Scorer] = {
     "tool_calls": Scorer("tool_calls", score_tool_calls),
     "usage": Scorer("usage", score_usage, quality=False),
     "bfcl_ast": Scorer("bfcl_ast", score_bfcl_ast),
-    "bfcl_ast_errors": Scorer("bfcl_ast_errors", score_bfcl_ast_errors, quality=False),
+    "bfcl_ast_errors": Scorer("bfcl_ast_errors", score_bfcl_ast_errors, quality=False,
+                              metrics=("call_parsed", "args_missing", "args_extra", "args_wrong")),
+    "plan": Scorer("plan", score_plan),
+    "plan_counts": Scorer("plan_counts", score_plan_counts, quality=False,
+                          metrics=("plan_calls", "plan_gold_calls", "plan_valid")),
 }
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from threading import Lock
 from typing import Any, Protocol
 
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langgraph.graph.state import CompiledStateGraph
 
 from agents.intent import IntentClassifier
@@ -20,6 +24,62 @@ class Task(Protocol):
     """Runs one item in one cell; raising is fine, the runner records the error against the item."""
 
     def __call__(self, item: EvalItem, cell: Cell) -> dict[str, Any]: ...
+
+
+_CALLBACKS: ContextVar[tuple[BaseCallbackHandler, ...]] = ContextVar("tierflow_eval_callbacks", default=())
+
+
+@contextmanager
+def item_callbacks(callbacks: Sequence[BaseCallbackHandler]) -> Iterator[None]:
+    """Callbacks (e.g. a Langfuse handler) that tasks attach to every model call or run of the current item."""
+    token = _CALLBACKS.set(tuple(callbacks))
+    try:
+        yield
+    finally:
+        _CALLBACKS.reset(token)
+
+
+def extra_callbacks() -> list[BaseCallbackHandler]:
+    """The callbacks :func:`item_callbacks` set for the item running in this thread (none by default)."""
+    return list(_CALLBACKS.get())
+
+
+def usage_of(calls: Sequence[Any], costs: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
+    """``model_calls`` (dicts) and their ``cost`` from recorded :class:`runtimes.accounting.ModelCall`s."""
+    dumped = [c.model_dump() if hasattr(c, "model_dump") else dict(c) for c in calls]
+    cost = 0.0
+    for c in dumped:
+        price_in, price_out = costs.get(c["tier"], (0.0, 0.0))
+        cost += c["input_tokens"] / 1000 * price_in + c["output_tokens"] / 1000 * price_out
+    return {"model_calls": dumped, "cost": cost}
+
+
+def invoke_structured(model: BaseChatModel, messages: LanguageModelInput, schema: dict[str, Any], *, name: str,
+                      costs: Mapping[str, tuple[float, float]] | None = None,
+                      max_tokens: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One schema-constrained call with its token accounting: ``(reply, usage)``.
+
+    ``usage`` holds ``model_calls`` and ``cost``, plus ``output_error`` when the reply was not usable JSON
+    (the reply is then ``{}``: the model's failure is scored, not dropped). Other errors propagate.
+    """
+    from runtimes.accounting import ModelCallRecorder
+    from runtimes.errors import StructuredOutputError
+    from runtimes.structured import invoke_json
+
+    recorder = ModelCallRecorder()
+    tier = getattr(model, "tier", None)
+    config = {"callbacks": [recorder, *extra_callbacks()], "run_name": f"eval.{name}",
+              "metadata": {"tierflow_tier": tier} if tier else {}}
+    bound: Any = model.bind(max_tokens=max_tokens) if max_tokens else model
+    error: str | None = None
+    try:
+        reply = invoke_json(bound, messages, schema, config, name=name)  # type: ignore[arg-type]
+    except StructuredOutputError as exc:
+        reply, error = {}, f"{exc} (raw: {exc.raw[:200]!r})"
+    usage = usage_of(recorder.calls, costs or {})
+    if error:
+        usage["output_error"] = error
+    return reply, usage
 
 
 class IntentTask:
@@ -68,14 +128,10 @@ class RunTask:
 
         graph = self.graph(cell)
         t0 = time.perf_counter()
-        result = run_request(graph, item.input, run_id=f"eval-{uuid.uuid4().hex}")
-        calls = [c.model_dump() for c in result.model_calls]
-        cost = 0.0
-        for c in calls:
-            price_in, price_out = self.costs.get(c["tier"], (0.0, 0.0))
-            cost += c["input_tokens"] / 1000 * price_in + c["output_tokens"] / 1000 * price_out
+        result = run_request(graph, item.input, run_id=f"eval-{uuid.uuid4().hex}", callbacks=extra_callbacks())
+        usage = usage_of(result.model_calls, self.costs)
         tool_calls = [{"tool": t.get("tool"), "args": t.get("args"), "error": bool(t.get("error"))}
                       for r in result.results for t in r.get("tool_calls", [])]
         return {"answer": result.answer, "status": result.status, "pattern": result.pattern,
-                "intent": (result.intent or {}).get("label"), "tool_calls": tool_calls, "model_calls": calls,
-                "cost": cost, "latency_ms": (time.perf_counter() - t0) * 1000, "notes": result.notes}
+                "intent": (result.intent or {}).get("label"), "tool_calls": tool_calls, **usage,
+                "latency_ms": (time.perf_counter() - t0) * 1000, "notes": result.notes}

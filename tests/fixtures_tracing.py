@@ -2,7 +2,9 @@
 
 ``OtlpReceiver`` accepts the real SDK's OTLP/HTTP export (protobuf ``ExportTraceServiceRequest``,
 gzip or not) on /api/public/otel/v1/traces and score batches (JSON) on /api/public/scores, decodes
-them and keeps them for assertions. It can answer slowly to test bounded flushing.
+them and keeps them for assertions. It can answer slowly to test bounded flushing. Dataset and dataset
+item creations (JSON on /api/public/v2/datasets and /api/public/dataset-items) are recorded and answered
+with the object Langfuse would return, so eval experiments can link their traces to dataset items.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 TRACES_PATH = "/api/public/otel/v1/traces"
 SCORES_PATH = "/api/public/scores"
+DATASETS_PATH = "/api/public/v2/datasets"
+DATASET_ITEMS_PATH = "/api/public/dataset-items"
+JSON_PATHS = (SCORES_PATH, DATASETS_PATH, DATASET_ITEMS_PATH)
 
 
 def any_value(value: AnyValue) -> Any:
@@ -76,6 +81,8 @@ class OtlpReceiver:
     delay_s: float = 0.0
     spans: list[ReceivedSpan] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+    dataset_items: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,13 +106,16 @@ class OtlpReceiver:
                 return spans
             time.sleep(0.05)
 
-    def record(self, body: bytes, headers: dict[str, str], path: str) -> None:
+    def record(self, body: bytes, headers: dict[str, str], path: str) -> dict[str, Any] | None:
+        """Keep one request; for dataset requests, return the object Langfuse answers with."""
         with self.lock:
             self.requests.append({"path": path, "headers": headers, "bytes": len(body)})
             if path == SCORES_PATH:
                 payload = json.loads(body)
                 self.scores.extend(payload if isinstance(payload, list) else [payload])
-                return
+                return None
+            if path in (DATASETS_PATH, DATASET_ITEMS_PATH):
+                return self._dataset_reply(path, json.loads(body))
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
             for resource_spans in request.resource_spans:
@@ -119,6 +129,20 @@ class OtlpReceiver:
                             resource=resource, start_ns=span.start_time_unix_nano, end_ns=span.end_time_unix_nano))
 
 
+    def _dataset_reply(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        if path == DATASETS_PATH:
+            self.datasets.append(payload)
+            return {"id": f"ds-{payload['name']}", "name": payload["name"], "description": payload.get("description"),
+                    "metadata": payload.get("metadata"), "projectId": "test-project", "createdAt": now,
+                    "updatedAt": now}
+        self.dataset_items.append(payload)
+        return {"id": payload.get("id") or uuid.uuid4().hex, "status": payload.get("status") or "ACTIVE",
+                "input": payload.get("input"), "expectedOutput": payload.get("expectedOutput"),
+                "metadata": payload.get("metadata"), "datasetId": f"ds-{payload['datasetName']}",
+                "datasetName": payload["datasetName"], "createdAt": now, "updatedAt": now, "mediaReferences": []}
+
+
 def _handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -128,15 +152,17 @@ def _handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Content-Encoding", "").lower() == "gzip":
                 body = gzip.decompress(body)
             path = self.path.split("?")[0]
-            if path not in (TRACES_PATH, SCORES_PATH):
+            if path not in (TRACES_PATH, *JSON_PATHS):
                 self.send_error(404)
                 return
             try:
-                receiver.record(body, {k.lower(): v for k, v in self.headers.items()}, path)
+                answer = receiver.record(body, {k.lower(): v for k, v in self.headers.items()}, path)
             except Exception as exc:  # a malformed payload is the SDK's bug: answer 400 so the test sees it
                 self.send_error(400, str(exc))
                 return
-            if path == SCORES_PATH:
+            if answer is not None:
+                reply, kind, status = json.dumps(answer).encode(), "application/json", 200
+            elif path == SCORES_PATH:
                 reply, kind, status = json.dumps({"message": "Accepted"}).encode(), "application/json", 202
             else:
                 reply, kind, status = ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf", 200

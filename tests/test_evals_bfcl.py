@@ -122,14 +122,23 @@ def test_function_call_task_runs_two_items_with_a_scripted_model(tmp_path):
         (name, args), = item.expected["bfcl"]["ground_truth"].items()
         replies.append({"name": name, "arguments": {k: v[0] for k, v in args.items() if v[0] != ""}})
     replies[1]["name"] = "not_" + replies[1]["name"]
+    replies.append("{\"name\": \"truncated")  # a third item whose reply is cut off mid-JSON
+    items.append(load_bfcl("simple_python", limit=3)[2])
     model = ScriptedChatModel.of(replies)
-    suite = Suite(name="bfcl-two", dataset=DatasetSpec(path=tmp_path / "unused.jsonl"),
-                  task=TaskSpec(kind="run"), scorers=["bfcl_ast", "bfcl_ast_errors"])
-    records = run_suite(suite, FunctionCallTask(lambda cell: model), items, tmp_path / "results.jsonl",
-                        progress=False)
+    suite = Suite(name="bfcl-two", dataset=DatasetSpec(kind="bfcl", limit=3), task=TaskSpec(kind="function_call"),
+                  scorers=["bfcl_ast", "bfcl_ast_errors", "usage"])
+    records = run_suite(suite, FunctionCallTask(lambda cell: model, costs={"scripted": (2.0, 4.0)}), items,
+                        tmp_path / "results.jsonl", progress=False)
     by_item = {r["item"]: r for r in records}
-    assert [by_item[i.id]["passed"] for i in items] == [True, False]
+    assert [by_item[i.id]["passed"] for i in items] == [True, False, False]
     assert by_item[items[1].id]["metrics"]["name_match"] == 0.0
+    # unusable JSON is scored as an unparsed call, not dropped as an error
+    cut = by_item[items[2].id]
+    assert cut["error"] is None and cut["metrics"]["call_parsed"] == 0.0 and cut["metrics"]["bfcl_ast"] == 0.0
+    assert "not JSON" in cut["output"]["output_error"]
+    # tokens and cost of every call, per item: 10 in / 5 out at 2 and 4 per 1k
+    assert all(r["metrics"]["input_tokens"] == 10 and r["metrics"]["tier_share.scripted"] == 1.0 for r in records)
+    assert by_item[items[0].id]["metrics"]["cost"] == pytest.approx(10 / 1000 * 2.0 + 5 / 1000 * 4.0)
     fmt = model.seen_kwargs[0]["response_format"]["json_schema"]["schema"]
     assert fmt["properties"]["name"]["enum"] == [items[0].expected["bfcl"]["function"]["name"]]
     assert fmt["properties"]["arguments"]["type"] == "object"  # BFCL "dict" became JSON Schema "object"

@@ -81,7 +81,7 @@ def test_bad_suites_say_what_is_wrong(tmp_path):
         load_suite("nope")
     bad = write(tmp_path / "s.yaml", "name: s", "dataset: {path: d.jsonl}", "task: {kind: translate}",
                 "scorers: [intent]")
-    with pytest.raises(SuiteError, match=r"s.yaml: task.kind: Input should be 'intent' or 'run'"):
+    with pytest.raises(SuiteError, match=r"s.yaml: task.kind: Input should be 'intent', 'run', 'function_call' or"):
         load_suite(bad)
     unknown = write(tmp_path / "u.yaml", "name: u", "dataset: {path: d.jsonl}", "task: {kind: intent}",
                     "scorers: [rouge]")

@@ -24,10 +24,21 @@ def eval_command(
                                                       "intent tasks (default: the suite's, else the demo)")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on stderr")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
-    config: Annotated[Path | None, typer.Option("--config", help="settings TOML for run tasks "
-                                                "(default: the suite's task.config)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="settings TOML for run, function_call and plan "
+                                                "tasks: tiers, MCP servers, tracing (default: the suite's "
+                                                "task.config)")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="run this many items instead of the "
+                                              "suite's dataset.limit")] = None,
+    all_items: Annotated[bool, typer.Option("--all", help="run every item of the dataset "
+                                            "(ignore the suite's dataset.limit)")] = False,
+    tiers: Annotated[list[str] | None, typer.Option("--tier", help="run on this tier instead of the suite's "
+                                                    "matrix.tiers (repeat for several)")] = None,
 ) -> None:
-    """Run SUITE over its tier × pattern matrix, write report.json/.md/.html, and compare with --baseline."""
+    """Run SUITE over its tier × pattern matrix, write report.json/.md/.html, and compare with --baseline.
+
+    When Langfuse is configured (settings [tracing] or LANGFUSE_* variables), the run is also a Langfuse
+    experiment: one trace per item with its metrics as scores; tracing problems never fail the eval.
+    """
     from tierflow.cli import _known_errors, _offline_env, err, fail
 
     _offline_env()
@@ -37,23 +48,42 @@ def eval_command(
     from evals.runner import run_suite
     from evals.suite import load_suite
 
+    experiment = None
     try:
         spec = load_suite(suite)
         if tolerance < 0:
             raise EvalError(f"--tolerance must be >= 0, got {tolerance}")
+        if limit is not None and all_items:
+            raise EvalError("--limit and --all contradict each other; pass one")
+        if limit is not None or all_items:
+            spec.dataset.limit = limit
+        if tiers:
+            spec.matrix.tiers = list(dict.fromkeys(tiers))
         base = load_baseline(baseline, spec.name) if baseline else None
         folder = out or Path("evals-out") / spec.name
         results = folder / "results.jsonl"
         if fresh and results.exists():
             results.unlink()
-        items = spec.dataset.load()
+        items = spec.dataset.load(seed=spec.seed)
         task = _task(spec, intent_model, config, folder)
-        records = run_suite(spec, task, items, results, progress=progress and not as_json)
+        experiment = _experiment(spec, items, config or spec.task.config, folder)
+        records = run_suite(spec, task, items, results, progress=progress and not as_json, observer=experiment)
         report = summarize(spec, records)
+        if experiment is not None:
+            experiment.close()
+            report["langfuse"] = experiment.summary()
         paths = write_reports(report, records, folder, html_report=html)
         regressions = compare(report, base, tolerance, spec.gate or None) if base else []
     except (EvalError, *_known_errors()) as exc:
         raise fail(str(exc)) from None
+    finally:
+        if experiment is not None:
+            experiment.close()  # a second close is a no-op; flushing is bounded either way
+    if experiment is not None and not as_json:
+        lf = report["langfuse"]
+        err.print(f"langfuse: experiment {lf['run_name']}: {lf['traces']} traces, {lf['scores']} scores"
+                  + (f"; {len(lf['failures'])} problem(s), first: {lf['failures'][0]}" if lf["failures"] else ""),
+                  highlight=False, markup=False)
     if as_json:
         print(json.dumps(report | {"regressions": [str(r) for r in regressions]}))
     else:
@@ -71,9 +101,58 @@ def eval_command(
 def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):
     from evals.tasks import IntentTask, RunTask
 
+    config = config or spec.task.config
     if spec.task.kind == "intent":
         return IntentTask.from_model(intent_model or spec.task.model)
-    return RunTask(_graph_factory(config or spec.task.config, folder), _tier_costs(config or spec.task.config))
+    if spec.task.kind == "run":
+        return RunTask(_graph_factory(config, folder), _tier_costs(config))
+    models = _tier_models(config, folder, [cell.tier for cell in spec.matrix.cells()])
+    if spec.task.kind == "function_call":
+        from evals.bfcl import FunctionCallTask
+
+        return FunctionCallTask(models, _tier_costs(config), max_tokens=spec.task.max_tokens)
+    from evals.nestful import PlanTask
+
+    return PlanTask(models, _tier_costs(config), max_calls=spec.task.max_calls, max_tokens=spec.task.max_tokens)
+
+
+def _tier_models(config: Path | None, folder: Path, tiers: list[str | None]):
+    """The chat model of each cell's tier (None: the default tier), checked before any item runs."""
+    from runtimes.errors import TierUnavailableError
+    from runtimes.registry import TierRegistry
+
+    settings = _settings(config, folder)
+    registry = TierRegistry(settings.tiers, settings.default_tier)
+    for name in dict.fromkeys(t or registry.default_tier for t in tiers):
+        registry.config(name)  # an unknown tier raises UnknownTierError, naming the declared ones
+        health = registry.check(name)
+        if not health.usable:
+            raise TierUnavailableError(name, f"{health.detail} (see `tierflow doctor`)")
+
+    def model(cell):
+        return registry.chat_model(cell.tier)
+
+    return model
+
+
+def _experiment(spec, items, config: Path | None, folder: Path):
+    """A Langfuse experiment for this run when tracing is configured, else None; config problems only warn."""
+    from tierflow import __version__
+    from tierflow.cli import err
+
+    try:
+        from evals.experiment import LangfuseExperiment
+        from tracing import open_tracing
+
+        settings = _settings(config, folder)
+        tracing = open_tracing(settings.tracing, release=__version__)
+        if tracing is None:
+            return None
+        costs = {name: (t.cost_per_1k_input, t.cost_per_1k_output) for name, t in settings.tiers.items()}
+        return LangfuseExperiment(tracing, spec, items, costs=costs)
+    except Exception as exc:  # tracing must never make an eval fail
+        err.print(f"warning: tracing is off for this eval: {exc}", highlight=False, markup=False)
+        return None
 
 
 def _settings(config: Path | None, folder: Path, tier: str | None = None):

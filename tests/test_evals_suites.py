@@ -1,0 +1,97 @@
+"""Shipped BFCL and NESTFUL suites through ``tierflow eval`` on the real mobile tier, and suites that cannot work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from evals.errors import SuiteError
+from evals.suite import load_suite
+from tierflow.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def write_suite(tmp_path: Path, **fields) -> Path:
+    raw = {"name": "s", "dataset": {"kind": "bfcl"}, "task": {"kind": "function_call"}, "scorers": ["bfcl_ast"],
+           **fields}
+    path = tmp_path / f"suite-{len(list(tmp_path.glob('*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def test_shipped_suites_load_and_bad_combinations_are_named(tmp_path):
+    bfcl, nestful = load_suite("bfcl-simple"), load_suite("nestful-plans")
+    assert (bfcl.task.kind, bfcl.dataset.kind, bfcl.matrix.tiers) == ("function_call", "bfcl", ["mobile"])
+    assert (nestful.task.kind, nestful.dataset.kind) == ("plan", "nestful") and nestful.dataset.limit == 10
+    assert len(bfcl.dataset.load()) == 50
+    bad = {
+        "a plan task needs a nestful dataset, not bfcl": {"task": {"kind": "plan"}},
+        "a function_call task needs a bfcl dataset, not nestful": {"dataset": {"kind": "nestful"}},
+        "a run task needs a jsonl dataset, not bfcl": {"task": {"kind": "run"}},
+        "matrix.patterns apply to run tasks only, not function_call": {"matrix": {"patterns": ["parallel"]}},
+        "dataset.collection applies to kind nestful, not bfcl": {"dataset": {"kind": "bfcl", "collection": "sgd"}},
+        "task.max_calls applies to kind plan, not function_call": {"task": {"kind": "function_call", "max_calls": 3}},
+        "task.model applies to kind intent, not plan": {"task": {"kind": "plan", "model": "x"},
+                                                        "dataset": {"kind": "nestful"}},
+        "a jsonl dataset needs a path": {"dataset": {"kind": "jsonl"}, "task": {"kind": "run"}},
+        "dataset.collection: Input should be 'executable', 'glaive' or 'sgd'": {
+            "dataset": {"kind": "nestful", "collection": "complexfuncbench"}, "task": {"kind": "plan"}},
+    }
+    for message, fields in bad.items():
+        with pytest.raises(SuiteError, match=message.replace("(", r"\(")):
+            load_suite(write_suite(tmp_path, **fields))
+    both = runner.invoke(app, ["eval", "bfcl-simple", "--limit", "3", "--all", "--out", str(tmp_path)])
+    assert both.exit_code == 2 and "--limit and --all contradict" in both.output
+
+
+def eval_json(*args: str) -> dict:
+    result = runner.invoke(app, ["eval", *args, "--json", "--no-html"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.model
+def test_bfcl_simple_through_the_cli_on_the_mobile_tier(tmp_path):
+    report = eval_json("bfcl-simple", "--limit", "2", "--out", str(tmp_path))
+    cell = report["cells"]["tier=mobile,pattern=auto"]
+    assert report["suite"] == "bfcl-simple" and report["task"] == "function_call" and report["items"] == 2
+    assert cell["n"] == 2 and cell["errors"] == 0 and 0.0 <= cell["metrics"]["bfcl_ast"] <= 1.0
+    assert cell["metrics"]["tier_share.mobile"] == 1.0 and cell["metrics"]["model_calls"] == 1.0
+    assert cell["metrics"]["input_tokens"] > 50 and cell["metrics"]["output_tokens"] > 0
+    assert "args_missing" in report["report_only"] and "args_missing" in cell["metrics"]
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["item"] for r in records] == ["simple_python_0", "simple_python_1"]
+    assert all(r["output"]["model_calls"][0]["model"].endswith(".gguf") for r in records)
+    assert "tier mix" in (tmp_path / "report.md").read_text() and "mobile 100%" in (tmp_path / "report.md").read_text()
+    # a rerun resumes: nothing is asked again, the report is the same
+    assert eval_json("bfcl-simple", "--limit", "2", "--out", str(tmp_path))["cells"] == report["cells"]
+
+    failed = runner.invoke(app, ["eval", "bfcl-simple", "--limit", "1", "--tier", "moon", "--out", str(tmp_path)])
+    assert failed.exit_code == 2 and "unknown tier 'moon'" in failed.output
+
+
+@pytest.mark.model
+def test_nestful_plans_end_to_end_on_the_mobile_tier(tmp_path):
+    # glaive's tools are described briefly: short prompts keep the small model quick
+    suite = write_suite(tmp_path, name="nestful-two", dataset={"kind": "nestful", "collection": "glaive",
+                                                               "distractors": 1, "limit": 2},
+                        task={"kind": "plan", "max_tokens": 96, "max_calls": 4},
+                        scorers=["plan", "plan_counts", "usage"], matrix={"tiers": ["mobile"]})
+    report = eval_json(str(suite), "--out", str(tmp_path / "out"))
+    cell = report["cells"]["tier=mobile,pattern=auto"]
+    assert report["task"] == "plan" and cell["n"] == 2 and cell["errors"] == 0
+    for metric in ("plan_exact", "plan_names", "plan_partial", "plan_args"):
+        assert 0.0 <= cell["metrics"][metric] <= 1.0
+    assert cell["metrics"]["plan_gold_calls"] > 1 and cell["metrics"]["tier_share.mobile"] == 1.0
+    assert cell["metrics"]["input_tokens"] > 50 and 0 < cell["metrics"]["output_tokens"] <= 96
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    for record in records:  # a valid plan, or an unusable reply that was scored as an empty one
+        output = record["output"]
+        assert isinstance(output["calls"], list) and (output["calls"] or output["output_error"])
+        assert len(output["calls"]) <= 4
