@@ -75,6 +75,7 @@ class TaskDecomposer:
             if plan is None:
                 return self.template(request, intent, [f"plan does not match the schema: {_first_errors(exc)}"])
             plan.notes.append(f"plan did not match the schema: {_first_errors(exc)}")
+        plan = self._restore_template_steps(plan, request, intent)
         problems = plan_problems(plan, self.roles, self.tools, self.max_subtasks)
         if not problems and plan.source == "model":
             return plan
@@ -96,6 +97,27 @@ class TaskDecomposer:
         ]
         return Plan(pattern="sequential", subtasks=subtasks, source="template",
                     notes=[*notes, f"used the {intent if intent in self.templates else 'default'} template"])
+
+    def _restore_template_steps(self, plan: Plan, request: str, intent: str | None) -> Plan:
+        """Put back template steps the plan depends on but left out (small models copy the example in part)."""
+        if intent not in self.templates:
+            return plan
+        template = {s.id: s for s in self.template(request, intent, []).subtasks}
+        have = {s.id for s in plan.subtasks}
+        wanted = [d for s in plan.subtasks for d in s.depends_on if d not in have and d in template]
+        restored: list[Subtask] = []
+        while wanted:
+            step = template[wanted.pop(0)]
+            if step.id in have:
+                continue
+            have.add(step.id)
+            restored.insert(0, step)
+            wanted += [d for d in step.depends_on if d not in have and d in template]
+        if not restored:
+            return plan
+        note = f"restored {', '.join(s.id for s in restored)} from the {intent} template (the plan depends on it)"
+        return plan.model_copy(update={"subtasks": [*restored, *plan.subtasks], "source": "repaired",
+                                       "notes": [*plan.notes, note]})
 
     def _example(self, request: str, intent: str | None) -> str:
         """The intent's template as a worked example: small models copy structure far better than they invent it."""

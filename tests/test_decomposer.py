@@ -105,3 +105,15 @@ def test_a_plan_whose_goals_all_say_nothing_falls_back_to_the_template():
         {"id": "a", "goal": ",", "role": "analyst", "tools": ["calculator"], "depends_on": []}]}
     plan = decomposer(reply).decompose("what is 17*23", "calculate")
     assert plan.source == "template" and all(s.goal.strip(",") for s in plan.subtasks)
+
+
+def test_template_steps_the_plan_depends_on_are_restored():
+    # the model copied only the last step of the calculate template's example, dependency included
+    reply = {"pattern": "sequential", "subtasks": [
+        {"id": "report", "goal": "State the result in one sentence.", "role": "writer", "tools": [],
+         "depends_on": ["compute"]}]}
+    plan = decomposer(reply).decompose("what is 17*23", "calculate")
+    assert plan.source == "repaired"
+    assert [(s.id, s.tools, s.depends_on) for s in plan.subtasks] == [
+        ("compute", ["calculator"], []), ("report", [], ["compute"])]
+    assert plan.notes == ["restored compute from the calculate template (the plan depends on it)"]
