@@ -44,3 +44,16 @@ def test_registry_lookups():
         registry.get("browser")
     with pytest.raises(ValueError, match="registered twice"):
         registry.register(calculator)
+
+
+def test_the_calculator_schema_admits_only_arithmetic():
+    # what a schema-constrained model decodes under: no empty or wordy expressions
+    import re
+
+    schema = calculator.tool_call_schema.model_json_schema()["properties"]["expression"]
+    assert schema["minLength"] == 1
+    ok = re.compile(schema["pattern"])
+    assert ok.match("17*23") and ok.match("(2 + 3) / 4") and ok.match("2^10")
+    assert not ok.match("") and not ok.match("seventeen times 23") and not ok.match("()")
+    with pytest.raises(ValueError, match="at least 1 character"):
+        calculator.invoke({"expression": ""})

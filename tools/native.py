@@ -5,8 +5,10 @@ from __future__ import annotations
 import ast
 import operator
 from fractions import Fraction
+from typing import Annotated
 
 from langchain_core.tools import BaseTool, tool
+from pydantic import Field
 
 from tools.errors import ToolInputError
 
@@ -73,8 +75,16 @@ def format_number(value: Fraction) -> str:
     return text
 
 
+# Digits, operators, parentheses and spaces, with at least one digit. In the tool's JSON schema this keeps a
+# schema-constrained small model from sending an empty or wordy expression.
+ARITHMETIC = r"^[0-9 .+*/%()^×÷-]*[0-9][0-9 .+*/%()^×÷-]*$"
+
+
 @tool
-def calculator(expression: str) -> str:
+def calculator(
+    expression: Annotated[str, Field(min_length=1, max_length=MAX_EXPRESSION_CHARS, pattern=ARITHMETIC,
+                                     description="arithmetic only, e.g. 17*23 or (2+3)/4")],
+) -> str:
     """Exact arithmetic: evaluate an expression with + - * / // % ** and parentheses."""
     return format_number(evaluate(expression))
 
