@@ -106,3 +106,19 @@ def test_flush_builds_and_exports_within_its_bound(otlp_receiver, tmp_path):
     tracing.flush()
     assert time.monotonic() - started < 1.5
     tracing.close(timeout_s=0.5)
+
+
+def test_routed_calls_get_the_served_model_without_sdk_warnings(otlp_receiver, mobile_registry, tmp_path, caplog):
+    from runtimes.router import TierRouter
+
+    router = TierRouter(registry=mobile_registry)
+    tracing = open_tracing(otlp_receiver.settings(), env={})
+    with caplog.at_level("WARNING", logger="langfuse"):
+        run_request(slow_graph(tmp_path, router.bind(max_tokens=4)), "Say hi.", run_id="routed",
+                    callbacks=[tracing.handler()])
+        assert tracing.close() is True
+    assert not [r for r in caplog.records if "not able to parse the LLM model" in r.getMessage()]
+    spans = otlp_receiver.wait_for(lambda s: any(x.type == "generation" for x in s))
+    [generation] = [s for s in spans if s.type == "generation"]
+    assert generation.attributes.get("langfuse.observation.model.name") == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert generation.metadata("tier") == "mobile" and generation.metadata("rule") == "preference"

@@ -122,6 +122,8 @@ class TierflowCallbackHandler(CallbackHandler):
         named = params.get("model_name") or params.get("model")
         if named:
             return str(named)
+        if params.get("_type") == "tierflow-router":  # known only once routed; on_llm_end sets it
+            return None
         return super()._parse_model_and_log_errors(serialized=serialized, metadata=metadata, kwargs=kwargs)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None,
