@@ -7,6 +7,9 @@ about 1 ms per graph node here, which more than doubles a run of fast nodes (``b
 process, where the same :class:`~tracing.handler.TierflowCallbackHandler` replays it. The replayed
 spans keep the ids the run already propagated and the times the events really happened. Written here
 because neither Langfuse nor OpenTelemetry offers it: both defer only the export, not span building.
+
+Inputs and outputs are serialized at replay: an object a step changes in place after handing it on
+shows its later value. ``tracing.defer = false`` builds and serializes each span as it happens.
 """
 
 from __future__ import annotations
