@@ -122,3 +122,28 @@ def test_routed_calls_get_the_served_model_without_sdk_warnings(otlp_receiver, m
     [generation] = [s for s in spans if s.type == "generation"]
     assert generation.attributes.get("langfuse.observation.model.name") == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert generation.metadata("tier") == "mobile" and generation.metadata("rule") == "preference"
+
+
+def test_traceparent_says_whether_the_trace_is_sampled(otlp_receiver, tmp_path):
+    from tracing import inject_traceparent
+
+    seen: list[str] = []
+
+    def node(state: State) -> State:
+        seen.append(inject_traceparent({})["traceparent"])  # what an HTTP call from this step would carry
+        return {"answer": "ok"}
+
+    graph = StateGraph(State)
+    graph.add_node("node", node)
+    graph.add_edge(START, "node")
+    graph.add_edge("node", END)
+    for rate in (1.0, 0.0):
+        tracing = open_tracing(otlp_receiver.settings(sample_rate=rate), env={})
+        handler = tracing.handler()
+        compiled = graph.compile(checkpointer=sqlite_checkpointer(tmp_path / f"{rate}.sqlite"))
+        run_request(compiled, "hi", run_id=f"sampled-{rate}", callbacks=[handler])
+        assert tracing.close() is True
+        assert seen[-1].split("-")[1] == handler.trace_ids[0]
+    assert [t.rsplit("-", 1)[1] for t in seen] == ["01", "00"]
+    spans = otlp_receiver.wait_for(lambda s: any(x.name == "node" for x in s))
+    assert {s.trace_id for s in spans} == {seen[0].split("-")[1]}  # the unsampled run exported nothing

@@ -28,6 +28,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from tracing.handler import TierflowCallbackHandler
@@ -172,9 +173,11 @@ class DeferredHandler(BaseCallbackHandler):
     run_inline = True  # recording is cheap and thread-safe; inline keeps the context attach in the run's context
     raise_error = False
 
-    def __init__(self, inner: TierflowCallbackHandler, replayer: Replayer, trace_context: Any = None) -> None:
+    def __init__(self, inner: TierflowCallbackHandler, replayer: Replayer, trace_context: Any = None,
+                 sampler: Sampler | None = None) -> None:
         self.inner = inner
         self.replayer = replayer
+        self.sampler = sampler  # the provider's: traceparent says "sampled" only for traces that are exported
         self.trace_ids: list[str] = []
         self._fixed_trace_id = int(trace_context["trace_id"], 16) if trace_context else 0
         self._batches: dict[UUID, list[Event]] = {}  # root run id -> its events so far
@@ -182,7 +185,14 @@ class DeferredHandler(BaseCallbackHandler):
         self._root_of: dict[UUID, UUID] = {}
         self._spans: dict[UUID, tuple[int, int]] = {}  # run id -> (span id, trace id)
         self._tokens: dict[UUID, object] = {}
+        self._flags: dict[UUID, TraceFlags] = {}  # root run id -> sampled or not
         self._lock = threading.Lock()
+
+    def _trace_flags(self, trace_id: int) -> TraceFlags:
+        if self.sampler is None:
+            return TraceFlags(TraceFlags.SAMPLED)
+        decision = self.sampler.should_sample(None, trace_id, "tierflow.run").decision
+        return TraceFlags(TraceFlags.SAMPLED if decision.is_sampled() else TraceFlags.DEFAULT)
 
     def _start(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         at = time.time_ns()
@@ -197,14 +207,16 @@ class DeferredHandler(BaseCallbackHandler):
                 trace_id = trace_id or self.replayer.clock.generate_trace_id()
                 self._batches[root] = []
                 self._parents[root] = otel_context.get_current()
+                self._flags[root] = self._trace_flags(trace_id)
                 self.trace_ids.append(f"{trace_id:032x}")
             else:
                 trace_id = self._spans[root][1]
+            flags = self._flags[root]
             self._root_of[run_id] = root
             self._spans[run_id] = (span_id, trace_id)
             self._batches[root].append((name, args, kwargs, at, span_id, trace_id))
         # what HTTP calls inside this run propagate; the replayed span gets exactly these ids
-        span = NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags.SAMPLED))
+        span = NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags))
         self._tokens[run_id] = otel_context.attach(trace.set_span_in_context(span))
 
     def _end(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -226,6 +238,7 @@ class DeferredHandler(BaseCallbackHandler):
             if run_id != root:
                 return
             del self._batches[root]
+            del self._flags[root]
             parent = self._parents.pop(root)
         self.replayer.submit(self.inner, batch, parent)
 

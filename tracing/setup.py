@@ -76,7 +76,9 @@ class Tracing:
         inner = TierflowCallbackHandler(public_key=self.public_key, tags=tags, release=self.config.release,
                                         costs=costs, node_types=self.config.node_types,
                                         trace_context=trace_context)
-        return DeferredHandler(inner, self.replayer, trace_context) if self.config.defer else inner
+        if not self.config.defer:
+            return inner
+        return DeferredHandler(inner, self.replayer, trace_context, self.provider.sampler)
 
     def score(self, trace_id: str, name: str, value: float | bool | str, *, comment: str | None = None,
               observation_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> None:
