@@ -147,3 +147,20 @@ def test_traceparent_says_whether_the_trace_is_sampled(otlp_receiver, tmp_path):
     assert [t.rsplit("-", 1)[1] for t in seen] == ["01", "00"]
     spans = otlp_receiver.wait_for(lambda s: any(x.name == "node" for x in s))
     assert {s.trace_id for s in spans} == {seen[0].split("-")[1]}  # the unsampled run exported nothing
+
+
+def test_closing_tracing_stops_its_replay_thread(otlp_receiver, tmp_path):
+    import threading
+
+    def replayers() -> int:
+        return sum(t.name == "tierflow-tracing-replay" for t in threading.enumerate())
+
+    before = replayers()
+    tracing = open_tracing(otlp_receiver.settings(), env={})
+    run_request(scripted_graph(tmp_path), "what is 17*23?", run_id="stop", callbacks=[tracing.handler()])
+    assert tracing.flush() is True and replayers() == before + 1
+    assert tracing.close() is True
+    deadline = time.monotonic() + 5
+    while replayers() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert replayers() == before

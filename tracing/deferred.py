@@ -96,7 +96,7 @@ class Replayer:
 
     def __init__(self, clock: ReplayClock) -> None:
         self.clock = clock
-        self._queue: queue.Queue[tuple[TierflowCallbackHandler, list[Event], otel_context.Context | None]] = (
+        self._queue: queue.Queue[tuple[TierflowCallbackHandler, list[Event], otel_context.Context | None] | None] = (
             queue.Queue())
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -118,9 +118,20 @@ class Replayer:
             time.sleep(0.002)
         return True
 
+    def stop(self) -> None:
+        """End the replay thread once it has replayed what was submitted; a later submit starts a new one."""
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._queue.put(None)
+            self._thread = None
+
     def _loop(self) -> None:
         while True:
-            handler, events, parent = self._queue.get()
+            job = self._queue.get()
+            if job is None:
+                self._queue.task_done()
+                return
+            handler, events, parent = job
             try:
                 self.replay(handler, events, parent)
             except Exception:  # tracing must never take the process down

@@ -115,6 +115,7 @@ class Tracing:
         timeout = self.config.flush_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
         built = self.replayer.drain(timeout)
+        self.replayer.stop()
 
         def stop() -> None:
             self.provider.force_flush(int(timeout * 1000))
