@@ -164,3 +164,32 @@ def test_closing_tracing_stops_its_replay_thread(otlp_receiver, tmp_path):
     while replayers() > before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert replayers() == before
+
+
+def test_a_run_that_waits_for_a_human_is_exported_and_its_resume_traced(otlp_receiver, tmp_path):
+    from langgraph.types import interrupt
+
+    from graphs.runner import resume_run
+
+    def ask(state: State) -> State:
+        return {"answer": f"approved: {interrupt('approve?')}"}
+
+    graph = StateGraph(State)
+    graph.add_node("ask", ask)
+    graph.add_edge(START, "ask")
+    graph.add_edge("ask", END)
+    compiled = graph.compile(checkpointer=sqlite_checkpointer(tmp_path / "hitl.sqlite"))
+    tracing = open_tracing(otlp_receiver.settings(), env={})
+    first, second = tracing.handler(), tracing.handler()
+    paused = run_request(compiled, "deploy?", run_id="hitl", callbacks=[first])
+    assert paused.status == "interrupted"
+    assert tracing.flush() is True  # the paused run's trace leaves now, not when (if ever) it resumes
+    spans = otlp_receiver.wait_for(lambda s: any(x.trace_id == first.trace_ids[0] and x.name == "ask" for x in s))
+    assert any(s.trace_id == first.trace_ids[0] and s.name == "ask" for s in spans)
+    done = resume_run(compiled, "hitl", answer="yes", callbacks=[second])
+    assert done.answer == "approved: yes"
+    assert tracing.close() is True
+    spans = otlp_receiver.wait_for(lambda s: any(x.trace_id == second.trace_ids[0] and x.name == "ask" for x in s))
+    # two traces, one session: the run id groups the paused run and its resume in Langfuse
+    both = [s for s in spans if s.trace_id in (first.trace_ids[0], second.trace_ids[0])]
+    assert first.trace_ids != second.trace_ids and {s.attributes.get("session.id") for s in both} == {"hitl"}
