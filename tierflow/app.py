@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from langgraph.graph.state import CompiledStateGraph
 
 from agents.decomposer import TaskDecomposer
@@ -71,9 +73,16 @@ def check_fits(settings: Settings, registry: TierRegistry, request: str) -> None
     registry.ensure_fits(request, {settings.tier_for(kind) for kind in AGENT_KINDS})
 
 
-def check_tiers(registry: TierRegistry) -> None:
-    """Fail at start, not mid-run, when a declared tier cannot load or be reached (what doctor reports)."""
-    broken = {h.tier: h.detail for h in (registry.check(name) for name in registry.names) if not h.usable}
+def check_tiers(registry: TierRegistry, names: Iterable[str | None] | None = None) -> None:
+    """Fail at start, not mid-run, when a tier cannot load or be reached (what doctor reports).
+
+    ``names`` limits the check to those tiers (None in it: the default tier); unknown names raise
+    UnknownTierError. Without it every declared tier is checked.
+    """
+    wanted = registry.names if names is None else list(dict.fromkeys(n or registry.default_tier for n in names))
+    for name in wanted:
+        registry.config(name)  # an unknown name raises UnknownTierError, naming the declared tiers
+    broken = {h.tier: h.detail for h in (registry.check(name) for name in wanted) if not h.usable}
     if broken:
         raise TierUnavailableError(", ".join(sorted(broken)), "; ".join(f"{t}: {d}" for t, d in broken.items())
                                    + " (see `tierflow doctor`)")

@@ -104,30 +104,26 @@ def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):
     config = config or spec.task.config
     if spec.task.kind == "intent":
         return IntentTask.from_model(intent_model or spec.task.model)
+    settings = _settings(config, folder)
     if spec.task.kind == "run":
-        return RunTask(_graph_factory(config, folder), _tier_costs(config))
-    models = _tier_models(config, folder, [cell.tier for cell in spec.matrix.cells()])
+        return RunTask(_graph_factory(config, folder), settings.tier_costs())
+    models = _tier_models(settings, [cell.tier for cell in spec.matrix.cells()])
     if spec.task.kind == "function_call":
         from evals.bfcl import FunctionCallTask
 
-        return FunctionCallTask(models, _tier_costs(config), max_tokens=spec.task.max_tokens)
+        return FunctionCallTask(models, settings.tier_costs(), max_tokens=spec.task.max_tokens)
     from evals.nestful import PlanTask
 
-    return PlanTask(models, _tier_costs(config), max_calls=spec.task.max_calls, max_tokens=spec.task.max_tokens)
+    return PlanTask(models, settings.tier_costs(), max_calls=spec.task.max_calls, max_tokens=spec.task.max_tokens)
 
 
-def _tier_models(config: Path | None, folder: Path, tiers: list[str | None]):
+def _tier_models(settings, tiers: list[str | None]):
     """The chat model of each cell's tier (None: the default tier), checked before any item runs."""
-    from runtimes.errors import TierUnavailableError
     from runtimes.registry import TierRegistry
+    from tierflow.app import check_tiers
 
-    settings = _settings(config, folder)
     registry = TierRegistry(settings.tiers, settings.default_tier)
-    for name in dict.fromkeys(t or registry.default_tier for t in tiers):
-        registry.config(name)  # an unknown tier raises UnknownTierError, naming the declared ones
-        health = registry.check(name)
-        if not health.usable:
-            raise TierUnavailableError(name, f"{health.detail} (see `tierflow doctor`)")
+    check_tiers(registry, tiers)  # unknown or unusable tiers fail here, naming them
 
     def model(cell):
         return registry.chat_model(cell.tier)
@@ -148,8 +144,7 @@ def _experiment(spec, items, config: Path | None, folder: Path):
         tracing = open_tracing(settings.tracing, release=__version__)
         if tracing is None:
             return None
-        costs = {name: (t.cost_per_1k_input, t.cost_per_1k_output) for name, t in settings.tiers.items()}
-        return LangfuseExperiment(tracing, spec, items, costs=costs)
+        return LangfuseExperiment(tracing, spec, items, costs=settings.tier_costs())
     except Exception as exc:  # tracing must never make an eval fail
         err.print(f"warning: tracing is off for this eval: {exc}", highlight=False, markup=False)
         return None
@@ -165,11 +160,6 @@ def _settings(config: Path | None, folder: Path, tier: str | None = None):
         if getattr(server, "command", None) == "{python}":
             settings.mcp_servers[name] = server.model_copy(update={"command": sys.executable})
     return settings
-
-
-def _tier_costs(config: Path | None) -> dict[str, tuple[float, float]]:
-    settings = _settings(config, Path("evals-out"))
-    return {name: (t.cost_per_1k_input, t.cost_per_1k_output) for name, t in settings.tiers.items()}
 
 
 def _graph_factory(config: Path | None, folder: Path):

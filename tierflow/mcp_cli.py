@@ -44,8 +44,7 @@ class LazyTierflow:
         settings, _, graph = self.parts()
         callbacks: list[Any] = [NodeProgress(progress)]
         if self.tracing is not None:
-            costs = {name: (tier.cost_per_1k_input, tier.cost_per_1k_output) for name, tier in settings.tiers.items()}
-            callbacks.append(self.tracing.handler(costs=costs))
+            callbacks.append(self.tracing.handler(costs=settings.tier_costs()))
         try:
             return run_request(graph, request, callbacks=callbacks)
         finally:

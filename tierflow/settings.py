@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     def tier_for(self, agent: AgentKind) -> str:
         return self.agent_tiers.get(agent, self.default_tier)
 
+    def tier_costs(self) -> dict[str, tuple[float, float]]:
+        """Price per 1k input and output tokens of each tier, as tracing and the eval cost metric take it."""
+        return {name: (tier.cost_per_1k_input, tier.cost_per_1k_output) for name, tier in self.tiers.items()}
+
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
                                    env_settings: PydanticBaseSettingsSource,

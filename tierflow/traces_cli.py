@@ -25,7 +25,7 @@ class RunTracing:
         from tracing import open_tracing
 
         self.tracing = open_tracing(settings.tracing, trace_file=trace_file, release=__version__)
-        self.costs = {name: (tier.cost_per_1k_input, tier.cost_per_1k_output) for name, tier in settings.tiers.items()}
+        self.costs = settings.tier_costs()
         self.handler: Any = None
 
     def __enter__(self) -> list[BaseCallbackHandler]:
