@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -174,6 +175,16 @@ def _set_completion_start(handler: TierflowCallbackHandler, run_id: UUID, at_ns:
         generation.update(completion_start_time=datetime.fromtimestamp(at_ns / 1e9, tz=UTC))
 
 
+@dataclass
+class _Trace:
+    """One root run being recorded: its trace id and sampling flag, the context it started in, its events."""
+
+    trace_id: int
+    flags: TraceFlags
+    parent: otel_context.Context
+    events: list[Event] = field(default_factory=list)
+
+
 class DeferredHandler(BaseCallbackHandler):
     """The callback for one traced run: records events now, replays them into ``inner`` when the run ends.
 
@@ -191,12 +202,10 @@ class DeferredHandler(BaseCallbackHandler):
         self.sampler = sampler  # the provider's: traceparent says "sampled" only for traces that are exported
         self.trace_ids: list[str] = []
         self._fixed_trace_id = int(trace_context["trace_id"], 16) if trace_context else 0
-        self._batches: dict[UUID, list[Event]] = {}  # root run id -> its events so far
-        self._parents: dict[UUID, otel_context.Context] = {}  # root run id -> context it started in
-        self._root_of: dict[UUID, UUID] = {}
-        self._spans: dict[UUID, tuple[int, int]] = {}  # run id -> (span id, trace id)
+        self._traces: dict[UUID, _Trace] = {}  # root run id -> what is recorded so far
+        self._root_of: dict[UUID, UUID] = {}  # run id -> its root run id
+        self._span_ids: dict[UUID, int] = {}  # run id -> the span id its replayed span gets
         self._tokens: dict[UUID, object] = {}
-        self._flags: dict[UUID, TraceFlags] = {}  # root run id -> sampled or not
         self._lock = threading.Lock()
 
     def _trace_flags(self, trace_id: int) -> TraceFlags:
@@ -216,18 +225,14 @@ class DeferredHandler(BaseCallbackHandler):
                 current = trace.get_current_span().get_span_context()
                 trace_id = self._fixed_trace_id or (current.trace_id if current.is_valid else 0)
                 trace_id = trace_id or self.replayer.clock.generate_trace_id()
-                self._batches[root] = []
-                self._parents[root] = otel_context.get_current()
-                self._flags[root] = self._trace_flags(trace_id)
+                self._traces[root] = _Trace(trace_id, self._trace_flags(trace_id), otel_context.get_current())
                 self.trace_ids.append(f"{trace_id:032x}")
-            else:
-                trace_id = self._spans[root][1]
-            flags = self._flags[root]
+            recorded = self._traces[root]
             self._root_of[run_id] = root
-            self._spans[run_id] = (span_id, trace_id)
-            self._batches[root].append((name, args, kwargs, at, span_id, trace_id))
+            self._span_ids[run_id] = span_id
+            recorded.events.append((name, args, kwargs, at, span_id, recorded.trace_id))
         # what HTTP calls inside this run propagate; the replayed span gets exactly these ids
-        span = NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags))
+        span = NonRecordingSpan(SpanContext(recorded.trace_id, span_id, is_remote=False, trace_flags=recorded.flags))
         self._tokens[run_id] = otel_context.attach(trace.set_span_in_context(span))
 
     def _end(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -241,23 +246,21 @@ class DeferredHandler(BaseCallbackHandler):
                 pass
         with self._lock:
             root = self._root_of.pop(run_id, None)
-            span_id = self._spans.pop(run_id, (0, 0))[0]
+            span_id = self._span_ids.pop(run_id, 0)
             if root is None:
                 return
-            batch = self._batches[root]
-            batch.append((name, args, kwargs, at, span_id, 0))
+            recorded = self._traces[root]
+            recorded.events.append((name, args, kwargs, at, span_id, 0))
             if run_id != root:
                 return
-            del self._batches[root]
-            del self._flags[root]
-            parent = self._parents.pop(root)
-        self.replayer.submit(self.inner, batch, parent)
+            del self._traces[root]
+        self.replayer.submit(self.inner, recorded.events, recorded.parent)
 
     def _other(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         with self._lock:
             root = self._root_of.get(kwargs["run_id"])
             if root is not None:
-                self._batches[root].append((name, args, kwargs, time.time_ns(), 0, 0))
+                self._traces[root].events.append((name, args, kwargs, time.time_ns(), 0, 0))
 
 
 def _recorder(name: str, kind: Callable[[DeferredHandler, str, tuple[Any, ...], dict[str, Any]], None]) -> Any:
