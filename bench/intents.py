@@ -160,7 +160,8 @@ def main() -> None:
     print(json.dumps({"model": result["model"]}, default=str), file=sys.stderr, flush=True)  # kept if baseline fails
     if not args.no_int8:  # the same trained model with an int8 encoder, measured in this run
         int8 = TrainedIntentClassifier(int8_encoder(model.encoder), model.head, model.labels, model.threshold,
-                                       finetuned_from_layer=model.finetuned_from_layer, metadata=model.metadata)
+                                       finetuned_from_layer=model.finetuned_from_layer, metadata=model.metadata,
+                                       precision="int8")
         result["model_int8"] = evaluate(int8, test, args.latency_queries)
         result["ratio_int8_over_fp32"] = {
             k: result["model_int8"][k] / result["model"][k]

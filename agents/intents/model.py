@@ -97,6 +97,7 @@ class TrainedIntentClassifier:
         *,
         finetuned_from_layer: int | None = None,
         metadata: dict[str, Any] | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.encoder = encoder.eval()
         self.head = head.eval()
@@ -104,7 +105,7 @@ class TrainedIntentClassifier:
         self.threshold = float(threshold)
         self.finetuned_from_layer = finetuned_from_layer
         self.metadata = dict(metadata or {})
-        self.precision = "fp32"  # load(precision="int8") quantizes the encoder; saved weights are always fp32
+        self.precision = precision  # "int8": the encoder was quantized at load; saved weights are always fp32
         self._oos_index = self.labels.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in self.labels else None
         if len(self.labels) != head.n_classes:
             raise IntentModelError(f"{len(self.labels)} labels but the head has {head.n_classes} outputs")
@@ -261,11 +262,10 @@ class TrainedIntentClassifier:
                 encoder = int8_encoder(encoder, copy_first=False)
         else:
             encoder = _shared_base_encoder(max_length, precision)
-        model = cls(
-            encoder, head, labels, threshold, finetuned_from_layer=finetuned, metadata=config.get("metadata")
+        return cls(
+            encoder, head, labels, threshold, finetuned_from_layer=finetuned, metadata=config.get("metadata"),
+            precision=precision,
         )
-        model.precision = precision
-        return model
 
 
 def _unit(value: float) -> float:
