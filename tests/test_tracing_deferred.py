@@ -6,6 +6,7 @@ took, the ids that went out in ``traceparent``, the trace id the caller got back
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from langchain_core.runnables import RunnableConfig
@@ -25,6 +26,17 @@ class State(TypedDict, total=False):
     answer: str
 
 
+def chain(checkpoints, *steps):
+    """The steps (functions, named after themselves) one after another, checkpointed to ``checkpoints``."""
+    graph = StateGraph(State)
+    for step in steps:
+        graph.add_node(step.__name__, step)
+    names = [START, *(step.__name__ for step in steps), END]
+    for a, b in itertools.pairwise(names):
+        graph.add_edge(a, b)
+    return graph.compile(checkpointer=sqlite_checkpointer(checkpoints))
+
+
 def slow_graph(tmp_path, model: ScriptedChatModel):
     """think (sleeps 80 ms, then asks the model) -> answer (sleeps 40 ms)."""
 
@@ -36,13 +48,7 @@ def slow_graph(tmp_path, model: ScriptedChatModel):
         time.sleep(0.04)
         return {"answer": state["answer"].upper()}
 
-    graph = StateGraph(State)
-    graph.add_node("think", think)
-    graph.add_node("answer", answer)
-    graph.add_edge(START, "think")
-    graph.add_edge("think", "answer")
-    graph.add_edge("answer", END)
-    return graph.compile(checkpointer=sqlite_checkpointer(tmp_path / "cp.sqlite"))
+    return chain(tmp_path / "cp.sqlite", think, answer)
 
 
 def test_deferred_spans_carry_the_times_the_steps_really_took(otlp_receiver, tmp_path):
@@ -133,15 +139,10 @@ def test_traceparent_says_whether_the_trace_is_sampled(otlp_receiver, tmp_path):
         seen.append(inject_traceparent({})["traceparent"])  # what an HTTP call from this step would carry
         return {"answer": "ok"}
 
-    graph = StateGraph(State)
-    graph.add_node("node", node)
-    graph.add_edge(START, "node")
-    graph.add_edge("node", END)
     for rate in (1.0, 0.0):
         tracing = open_tracing(otlp_receiver.settings(sample_rate=rate), env={})
         handler = tracing.handler()
-        compiled = graph.compile(checkpointer=sqlite_checkpointer(tmp_path / f"{rate}.sqlite"))
-        run_request(compiled, "hi", run_id=f"sampled-{rate}", callbacks=[handler])
+        run_request(chain(tmp_path / f"{rate}.sqlite", node), "hi", run_id=f"sampled-{rate}", callbacks=[handler])
         assert tracing.close() is True
         assert seen[-1].split("-")[1] == handler.trace_ids[0]
     assert [t.rsplit("-", 1)[1] for t in seen] == ["01", "00"]
@@ -174,11 +175,7 @@ def test_a_run_that_waits_for_a_human_is_exported_and_its_resume_traced(otlp_rec
     def ask(state: State) -> State:
         return {"answer": f"approved: {interrupt('approve?')}"}
 
-    graph = StateGraph(State)
-    graph.add_node("ask", ask)
-    graph.add_edge(START, "ask")
-    graph.add_edge("ask", END)
-    compiled = graph.compile(checkpointer=sqlite_checkpointer(tmp_path / "hitl.sqlite"))
+    compiled = chain(tmp_path / "hitl.sqlite", ask)
     tracing = open_tracing(otlp_receiver.settings(), env={})
     first, second = tracing.handler(), tracing.handler()
     paused = run_request(compiled, "deploy?", run_id="hitl", callbacks=[first])
