@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -21,7 +22,9 @@ class TierConfig(BaseModel):
 
     kind: TierKind
     model: str = Field("", description="model name sent to an OpenAI-compatible server; label for llamacpp")
-    model_path: str | None = Field(None, description="GGUF file for llamacpp/torch; empty means the shipped SmolLM2")
+    model_path: str | None = Field(None, description="GGUF file for llamacpp/torch; empty means the shipped model")
+    shipped: str = Field("smollm2-135m", description="shipped model used when model_path is empty "
+                                                    "(see runtimes.models.SHIPPED)")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     api_key: SecretStr = SecretStr("not-needed")
     n_ctx: int = Field(2048, ge=256, le=1_048_576)
@@ -63,9 +66,26 @@ class TierConfig(BaseModel):
         return self
 
 
+def default_threads() -> int:
+    """Threads of the in-process tiers: two on a machine with two or more cores (more oversubscribes llama.cpp)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def default_tiers() -> dict[str, TierConfig]:
-    """The offline default: one mobile tier running the shipped SmolLM2 GGUF in-process."""
+    """The offline tiers, all in-process through llama.cpp on models shipped by PyPI packages.
+
+    ``tiny`` SmolLM2-135M (fast tests, the cheapest rung), ``mobile`` Qwen2.5-Coder-0.5B (the default),
+    ``edge`` Qwen2.5-Coder-1.5B. Each loads only when a call is routed to it.
+    """
+    threads = default_threads()
     return {
-        "mobile": TierConfig(kind="llamacpp", model="smollm2-135m-instruct-q4_1", n_ctx=2048, n_threads=1,
-                             max_tokens=256, json_mode="json_object", strength=1, expected_latency_ms=3000),
+        "tiny": TierConfig(kind="llamacpp", model="smollm2-135m-instruct-q4_1", shipped="smollm2-135m",
+                           n_ctx=2048, n_threads=1, max_tokens=256, json_mode="json_object", strength=0,
+                           expected_latency_ms=3000),
+        "mobile": TierConfig(kind="llamacpp", model="qwen2.5-coder-0.5b-instruct-q4_k_m", shipped="qwen2.5-coder-0.5b",
+                             n_ctx=4096, n_threads=threads, max_tokens=384, json_mode="json_object", strength=1,
+                             expected_latency_ms=4000),
+        "edge": TierConfig(kind="llamacpp", model="qwen2.5-coder-1.5b-instruct-q4_k_m", shipped="qwen2.5-coder-1.5b",
+                           n_ctx=4096, n_threads=threads, max_tokens=384, json_mode="json_object", strength=2,
+                           expected_latency_ms=10000),
     }

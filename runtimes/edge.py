@@ -505,7 +505,7 @@ def build_edge(name: str, config: TierConfig, *, cache: Path | None = None) -> E
     ``cache`` overrides the cache root (default ``$TIERFLOW_CACHE`` or ``~/.cache/tierflow``). torch's
     thread count is process-wide, so it is set only when the tier declares ``n_threads`` explicitly.
     """
-    source = Path(config.model_path).expanduser() if config.model_path else shipped_model_path()
+    source = Path(config.model_path).expanduser() if config.model_path else shipped_model_path(config.shipped)
     if not source.is_file():
         raise TierConfigError(f"tier {name!r}: model_path {source} does not exist")
     try:

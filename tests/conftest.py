@@ -1,4 +1,9 @@
-"""Shared fixtures: the real mobile tier and a real OpenAI-compatible server on 127.0.0.1."""
+"""Shared fixtures: the real tiny tier and a real OpenAI-compatible server on 127.0.0.1.
+
+Most tests run on the ``tiny`` tier (SmolLM2-135M, the fastest shipped model): the default tier of the
+settings (``mobile``, Qwen2.5-Coder-0.5B) is set to ``tiny`` here through ``TIERFLOW_DEFAULT_TIER``, which
+``load_settings()`` and every ``tierflow`` subprocess read. Tests about another tier name it explicitly.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from runtimes.registry import TierRegistry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TIERFLOW_DEFAULT_TIER", "tiny")
 REPO = Path(__file__).resolve().parent.parent
 # Each area keeps its server fixtures in tests/fixtures_<area>.py; they are loaded for every test.
 pytest_plugins = sorted(f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py"))
@@ -26,9 +32,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def mobile_registry() -> TierRegistry:
-    """The default install's tiers: SmolLM2-135M in-process through llama.cpp."""
-    return TierRegistry(default_tiers(), "mobile")
+def tiny_registry() -> TierRegistry:
+    """The default install's tiers with ``tiny`` (SmolLM2-135M in-process through llama.cpp) as the default."""
+    return TierRegistry(default_tiers(), "tiny")
 
 
 @pytest.fixture(scope="session")

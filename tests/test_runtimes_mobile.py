@@ -1,4 +1,8 @@
-"""The mobile tier on the real SmolLM2-135M model: chat, schema-constrained JSON, accounting, limits."""
+"""The in-process llama.cpp runtime (runtimes/mobile.py) on real shipped models.
+
+Most tests use the ``tiny`` tier (SmolLM2-135M): chat, schema-constrained JSON, accounting, limits. One
+test loads the default ``mobile`` tier (Qwen2.5-Coder-0.5B) to show the default install answers.
+"""
 
 import threading
 
@@ -6,7 +10,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from runtimes.accounting import ModelCallRecorder
-from runtimes.config import TierConfig
+from runtimes.config import TierConfig, default_tiers
 from runtimes.errors import ContextLengthExceeded, TierConfigError, UnknownTierError
 from runtimes.mobile import shipped_model_path
 from runtimes.registry import TierRegistry
@@ -21,26 +25,26 @@ def test_the_offline_model_ships_as_a_gguf_file():
     assert path.read_bytes()[:4] == b"GGUF"
 
 
-def test_a_chat_call_reports_tier_model_and_tokens(mobile_registry):
+def test_a_chat_call_reports_tier_model_and_tokens(tiny_registry):
     recorder = ModelCallRecorder()
-    reply = mobile_registry.chat_model("mobile").invoke("Say hello.", {"callbacks": [recorder]})
-    assert reply.response_metadata["tier"] == "mobile"
+    reply = tiny_registry.chat_model("tiny").invoke("Say hello.", {"callbacks": [recorder]})
+    assert reply.response_metadata["tier"] == "tiny"
     assert reply.usage_metadata["input_tokens"] > 0 and reply.usage_metadata["output_tokens"] > 0
     [call] = recorder.calls
-    assert (call.tier, call.model) == ("mobile", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert (call.tier, call.model) == ("tiny", "SmolLM2-135M-Instruct.Q4_1.gguf")
     assert call.input_tokens == reply.usage_metadata["input_tokens"] and call.latency_ms > 0
 
 
-def test_json_output_is_constrained_by_the_schema(mobile_registry):
+def test_json_output_is_constrained_by_the_schema(tiny_registry):
     schema = {"type": "object", "properties": {"city": {"type": "string"}, "rating": {"type": "integer"},
                                                "kind": {"type": "string", "enum": ["big", "small"]}},
               "required": ["city", "rating", "kind"]}
-    value = invoke_json(mobile_registry.chat_model(), "Describe Paris as JSON.", schema)
+    value = invoke_json(tiny_registry.chat_model(), "Describe Paris as JSON.", schema)
     assert isinstance(value["city"], str) and isinstance(value["rating"], int) and value["kind"] in ("big", "small")
 
 
-def test_streaming_yields_tokens_and_ends_with_usage(mobile_registry):
-    chunks = list(mobile_registry.chat_model().stream("Count to three."))
+def test_streaming_yields_tokens_and_ends_with_usage(tiny_registry):
+    chunks = list(tiny_registry.chat_model().stream("Count to three."))
     total = chunks[0]
     for chunk in chunks[1:]:
         total += chunk
@@ -49,14 +53,14 @@ def test_streaming_yields_tokens_and_ends_with_usage(mobile_registry):
     assert usage["input_tokens"] > 0 and usage["output_tokens"] >= len([c for c in chunks if c.text]) // 2
 
 
-def test_a_prompt_longer_than_the_context_fails_before_decoding(mobile_registry):
+def test_a_prompt_longer_than_the_context_fails_before_decoding(tiny_registry):
     with pytest.raises(ContextLengthExceeded) as info:
-        mobile_registry.chat_model().invoke([HumanMessage("word " * 3000)])
-    assert info.value.tier == "mobile" and info.value.prompt_tokens > info.value.limit
+        tiny_registry.chat_model().invoke([HumanMessage("word " * 3000)])
+    assert info.value.tier == "tiny" and info.value.prompt_tokens > info.value.limit
 
 
-def test_concurrent_calls_share_the_model_safely(mobile_registry):
-    model, replies, errors = mobile_registry.chat_model(), [], []
+def test_concurrent_calls_share_the_model_safely(tiny_registry):
+    model, replies, errors = tiny_registry.chat_model(), [], []
 
     def call() -> None:
         try:
@@ -80,3 +84,16 @@ def test_registry_errors_name_the_problem(tmp_path):
         registry.chat_model("edge")
     health = registry.check("mobile")
     assert not health.usable and "does not exist" in health.detail
+
+
+def test_the_default_mobile_tier_answers_json_on_qwen():
+    """The default install's ``mobile`` tier: Qwen2.5-Coder-0.5B joined from its packages, loaded on first use."""
+    registry = TierRegistry(default_tiers(), "mobile")
+    recorder = ModelCallRecorder()
+    schema = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
+    value = invoke_json(registry.chat_model().bind(max_tokens=16), "What is 2 + 3? Answer as JSON.", schema,
+                        {"callbacks": [recorder]})
+    assert isinstance(value["sum"], int)
+    [call] = recorder.calls
+    assert (call.tier, call.model) == ("mobile", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+    assert call.input_tokens > 0 and 0 < call.output_tokens <= 16 and call.error is None

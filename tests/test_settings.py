@@ -15,12 +15,26 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_run_offline_on_the_mobile_tier(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TIERFLOW_DEFAULT_TIER", raising=False)  # tests/conftest.py sets it to tiny
     settings = load_settings()
-    assert settings.default_tier == "mobile" and settings.tiers["mobile"].kind == "llamacpp"
-    assert settings.tier_for("planner") == "mobile"
+    assert settings.default_tier == "mobile" and settings.tier_for("planner") == "mobile"
+    assert sorted(settings.tiers) == ["edge", "mobile", "tiny"]
+    assert {name: (tier.kind, tier.shipped) for name, tier in settings.tiers.items()} == {
+        "tiny": ("llamacpp", "smollm2-135m"), "mobile": ("llamacpp", "qwen2.5-coder-0.5b"),
+        "edge": ("llamacpp", "qwen2.5-coder-1.5b")}
+    # escalation goes tiny -> mobile -> edge
+    assert [t.strength for t in (settings.tiers["tiny"], settings.tiers["mobile"], settings.tiers["edge"])] == [0, 1, 2]
 
 
-def test_a_toml_file_declares_tiers_and_keeps_the_default_ones(tmp_path):
+def test_the_environment_picks_the_default_tier(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TIERFLOW_DEFAULT_TIER", "tiny")
+    settings = load_settings()
+    assert settings.default_tier == "tiny" and settings.tier_for("worker") == "tiny"
+
+
+def test_a_toml_file_declares_tiers_and_keeps_the_default_ones(tmp_path, monkeypatch):
+    monkeypatch.delenv("TIERFLOW_DEFAULT_TIER", raising=False)  # the environment would override the file
     path = write(tmp_path, """
 default_tier = "cloud"
 [agent_tiers]
@@ -32,7 +46,7 @@ model = "qwen"
 api_key = "sk-test"
 """)
     settings = load_settings(path)
-    assert sorted(settings.tiers) == ["cloud", "mobile"]
+    assert sorted(settings.tiers) == ["cloud", "edge", "mobile", "tiny"]
     assert settings.tier_for("planner") == "mobile" and settings.tier_for("worker") == "cloud"
     assert settings.tiers["cloud"].api_key.get_secret_value() == "sk-test"
     assert "sk-test" not in repr(settings)
@@ -53,7 +67,8 @@ def test_environment_variables_override_the_file(tmp_path, monkeypatch):
     ('colour = "blue"', "colour: Extra inputs are not permitted"),
     ("worker_max_steps = 0", "worker_max_steps: Input should be greater than or equal to 1"),
 ])
-def test_bad_files_name_the_file_and_the_problem(tmp_path, text, message):
+def test_bad_files_name_the_file_and_the_problem(tmp_path, monkeypatch, text, message):
+    monkeypatch.delenv("TIERFLOW_DEFAULT_TIER", raising=False)  # the environment would override the file
     path = write(tmp_path, text)
     with pytest.raises(SettingsError) as info:
         load_settings(path)
