@@ -13,10 +13,11 @@ from pydantic import BaseModel, Field
 
 from agents.plan import Subtask
 from agents.roles import DEFAULT_ROLES, Role
-from runtimes.errors import MODEL_CALL_ERRORS, ContextLengthExceeded
+from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS, StructuredOutputError
 from runtimes.structured import invoke_json
+from tools.grounding import GROUNDED, ground_schema, numbers_in, ungrounded
 from tools.policy import ROLE_METADATA_KEY
-from tools.registry import ToolRegistry
+from tools.registry import ToolRegistry, args_json_schema
 
 MAX_TOOL_OUTPUT_CHARS = 2000
 MAX_PRIOR_RESULT_CHARS = 1200
@@ -39,19 +40,36 @@ class WorkerResult(BaseModel):
     output: str
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)
     steps: int = 0
-    stopped: Literal["finished", "max_steps", "repeated_call", "error"] = "finished"
+    # tool_result: the model failed after a tool answered, so the subtask ends with the tool's result.
+    stopped: Literal["finished", "max_steps", "repeated_call", "tool_result", "error"] = "finished"
     error: str | None = None
+    notes: list[str] = Field(default_factory=list, description="what the answer checks changed, and why")
+
+    @property
+    def failed(self) -> bool:
+        """True when the subtask produced nothing usable."""
+        return not self.output.strip()
 
 
-def action_schema(registry: ToolRegistry, tool_names: Sequence[str]) -> dict[str, Any]:
+def action_schema(registry: ToolRegistry, tool_names: Sequence[str],
+                  context_numbers: Sequence[str] | None = None, context_text: str = "") -> dict[str, Any]:
     """One branch per allowed tool (its own argument schema) plus a ``finish`` branch.
 
     Tool choice is decoded under a JSON schema instead of native tool calling so that the same loop
-    works on every tier, including llama.cpp models whose chat templates have no tool format.
+    works on every tier, including llama.cpp models whose chat templates have no tool format. With
+    ``context_numbers``, grounded arguments (tools.grounding) admit only those numbers; a tool whose
+    grounded argument has nothing to choose from is left out.
     """
     branches: list[dict[str, Any]] = []
     for tool in registry.subset(tool_names):
-        args = tool.tool_call_schema.model_json_schema()
+        args = args_json_schema(tool)
+        if context_numbers is not None:
+            grounded = ground_schema(args, context_numbers, context_text)
+            if grounded is None:
+                continue
+            args = grounded
+        else:
+            args = _without_grounding(args)
         branches.append({
             "type": "object",
             "properties": {"action": {"const": "call_tool"}, "tool": {"const": tool.name},
@@ -62,6 +80,13 @@ def action_schema(registry: ToolRegistry, tool_names: Sequence[str]) -> dict[str
     branches.append({"type": "object", "properties": {"action": {"const": "finish"}, "answer": {"type": "string"}},
                      "required": ["action", "answer"]})
     return {"anyOf": branches}
+
+
+def _without_grounding(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with tierflow's grounding keys removed (they are not JSON Schema)."""
+    props = {name: {k: v for k, v in prop.items() if not k.startswith("x-tierflow-")} if isinstance(prop, dict)
+             else prop for name, prop in (schema.get("properties") or {}).items()}
+    return {**schema, "properties": props}
 
 
 class WorkerAgent:
@@ -85,30 +110,46 @@ class WorkerAgent:
             if not subtask.tools:
                 reply = self.model.invoke(messages, config)
                 return WorkerResult(subtask_id=subtask.id, role=role.name, output=_text(reply).strip(), steps=1)
-            return self._tool_loop(subtask, role, messages, config)
-        except ContextLengthExceeded:
+            return self._tool_loop(subtask, role, messages, config, request, prior or {})
+        except RUN_ENDING_ERRORS:
             raise
         except MODEL_CALL_ERRORS as exc:
             return WorkerResult(subtask_id=subtask.id, role=role.name, output="", stopped="error",
                                 error=str(exc), steps=1)
 
     def _tool_loop(self, subtask: Subtask, role: Role, messages: list[BaseMessage],
-                   config: RunnableConfig | None) -> WorkerResult:
-        schema = action_schema(self.tools, subtask.tools)
+                   config: RunnableConfig | None, request: str, prior: Mapping[str, str]) -> WorkerResult:
         records: list[ToolCallRecord] = []
         seen_calls: set[str] = set()
+        context_text = " ".join([request, *prior.values()])
+        base_numbers = numbers_in(context_text)
+
+        def end(step: int, stopped: str, output: str = "", error: str | None = None) -> WorkerResult:
+            result = WorkerResult(subtask_id=subtask.id, role=role.name, output=output, tool_calls=records,
+                                  steps=step, stopped=stopped, error=error)  # type: ignore[arg-type]
+            return self._checked(result, request, prior)
+
+        # Operands come from the request and earlier subtasks' results, not from this loop's own tool results:
+        # any computation on the request fits in one expression, and small models otherwise feed a result back
+        # in (391*23, then 8993*23, ...) instead of finishing.
+        schema = action_schema(self.tools, subtask.tools, base_numbers, context_text)
         for step in range(1, self.max_steps + 1):
-            action = invoke_json(self.model, messages, schema, config, name="action")
+            try:
+                action = invoke_json(self.model, messages, schema, config, name="action")
+            except RUN_ENDING_ERRORS:
+                raise
+            except (StructuredOutputError, *MODEL_CALL_ERRORS) as exc:
+                if not _tool_outputs(records):
+                    raise
+                # The tool's answer is the truth the run has; a later bad reply must not throw it away.
+                return end(step, "tool_result", "", f"{type(exc).__name__}: {exc}")
             if action.get("action") != "call_tool":
-                answer = str(action.get("answer", "")).strip()
-                return WorkerResult(subtask_id=subtask.id, role=role.name, output=answer or _last_output(records),
-                                    tool_calls=records, steps=step)
+                return end(step, "finished", str(action.get("answer", "")).strip())
             name = str(action.get("tool", ""))
             args = action.get("args") if isinstance(action.get("args"), dict) else {}
             key = json.dumps([name, args], sort_keys=True)
             if key in seen_calls:
-                return WorkerResult(subtask_id=subtask.id, role=role.name, output=_last_output(records),
-                                    tool_calls=records, steps=step, stopped="repeated_call")
+                return end(step, "repeated_call")
             seen_calls.add(key)
             record = self._call_tool(subtask, name, args, config)
             records.append(record)
@@ -117,10 +158,34 @@ class WorkerAgent:
             private = bool(name in self.tools and (self.tools.get(name).metadata or {}).get("private"))
             messages = [*messages, AIMessage(json.dumps(action)),
                         HumanMessage(f"Tool {name} {'failed' if record.error else 'returned'}: {record.output}\n"
-                                     "Call another tool or finish with the answer.",
+                                     + ("Fix the call, or finish." if record.error else
+                                        f'If that answers the task, reply {{"action": "finish", "answer": ...}} '
+                                        f"stating {record.output} exactly; call a tool again only for a different "
+                                        "part of the task."),
                                      additional_kwargs={"private": True} if private else {})]
-        return WorkerResult(subtask_id=subtask.id, role=role.name, output=_last_output(records),
-                            tool_calls=records, steps=self.max_steps, stopped="max_steps")
+        return end(self.max_steps, "max_steps")
+
+    def _checked(self, result: WorkerResult, request: str, prior: Mapping[str, str]) -> WorkerResult:
+        """Hold the answer to the tools: numbers must come from the request, earlier results or tool results.
+
+        An empty answer, one that leaves out the tool's result, or one with a number no source has is
+        replaced by the tool results themselves (``notes`` says why).
+        """
+        outputs = _tool_outputs(result.tool_calls)
+        if not outputs:
+            return result
+        answer = result.output
+        last = outputs[-1]
+        invented = ungrounded(answer, [request, *prior.values(), *(r.output for r in outputs)]) if answer else []
+        states_result = any(n in numbers_in(answer, words=False) for n in numbers_in(last.output, words=False)) \
+            if numbers_in(last.output, words=False) else bool(answer)
+        if answer and not invented and states_result:
+            return result
+        why = (f"answer had numbers no tool or request gave ({', '.join(invented)})" if invented
+               else "answer left out the tool's result" if answer else "no answer after the tool call")
+        summary = "; ".join(_summary(r, self.tools) for r in outputs)
+        return result.model_copy(update={"output": summary, "notes": [*result.notes,
+                                                                       f"{why}; answered with the tool results"]})
 
     def _call_tool(self, subtask: Subtask, name: str, args: dict[str, Any],
                    config: RunnableConfig | None) -> ToolCallRecord:
@@ -148,7 +213,7 @@ class WorkerAgent:
                        + '\nReply with JSON: {"action": "call_tool", "tool": ..., "args": {...}} '
                        'or {"action": "finish", "answer": ...}.')
         parts = [f"User request: {request}"]
-        parts += [f"Memory: {m}" for m in memories]
+        parts += [f"Context: {m}" for m in memories]  # recalled ones say themselves that they may be stale
         parts += [f"Result of {sid}: {text[:MAX_PRIOR_RESULT_CHARS]}" for sid, text in prior.items()]
         parts.append(f"Your task: {subtask.goal}")
         return [SystemMessage(system), HumanMessage("\n".join(parts))]
@@ -158,5 +223,18 @@ def _text(message: Any) -> str:
     return message.text if isinstance(message, AIMessage) else str(message)
 
 
-def _last_output(records: list[ToolCallRecord]) -> str:
-    return records[-1].output if records else ""
+def _tool_outputs(records: Sequence[ToolCallRecord]) -> list[ToolCallRecord]:
+    """The calls that returned a result (not an error)."""
+    return [r for r in records if not r.error and r.output]
+
+
+def _summary(record: ToolCallRecord, tools: ToolRegistry) -> str:
+    """A tool result as an answer: ``17*23 = 391`` for a grounded expression, ``5 km = 3.1 mi``, else the output."""
+    props = args_json_schema(tools.get(record.tool)).get("properties", {}) if record.tool in tools else {}
+    grounded = {name: (prop or {}).get(GROUNDED) for name, prop in props.items()}
+    expressions = [name for name, kind in grounded.items() if kind == "expression" and name in record.args]
+    if len(expressions) == 1:
+        return f"{record.args[expressions[0]]} = {record.output}"
+    if {"value", "from_unit"} <= set(record.args):
+        return f"{record.args['value']} {record.args['from_unit']} = {record.output}"
+    return record.output

@@ -39,8 +39,9 @@ def test_word_count():
 
 def test_registry_lookups():
     registry = ToolRegistry(native_tools())
-    assert registry.names == ["calculator", "word_count"]
-    with pytest.raises(UnknownToolError, match="unknown tool 'browser'; available: calculator, word_count"):
+    assert registry.names == ["calculator", "convert_units", "word_count"]
+    with pytest.raises(UnknownToolError,
+                       match="unknown tool 'browser'; available: calculator, convert_units, word_count"):
         registry.get("browser")
     with pytest.raises(ValueError, match="registered twice"):
         registry.register(calculator)

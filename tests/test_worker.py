@@ -58,13 +58,13 @@ def test_the_loop_stops_at_max_steps():
     calls = [{"action": "call_tool", "tool": "calculator", "args": {"expression": f"{i}+1"}} for i in range(5)]
     result = worker(*calls, max_steps=3).run(task("calculator"), "count")
     assert result.stopped == "max_steps" and result.steps == 3 and len(result.tool_calls) == 3
-    assert result.output == "3"  # the last tool output is kept, not lost
+    assert result.output == "0+1 = 1; 1+1 = 2; 2+1 = 3"  # the tool results are kept, not lost
 
 
 def test_a_repeated_identical_call_ends_the_loop():
     call = {"action": "call_tool", "tool": "calculator", "args": {"expression": "1+1"}}
     result = worker(call, call).run(task("calculator"), "again")
-    assert result.stopped == "repeated_call" and len(result.tool_calls) == 1 and result.output == "2"
+    assert result.stopped == "repeated_call" and len(result.tool_calls) == 1 and result.output == "1+1 = 2"
 
 
 def test_tool_errors_and_disallowed_tools_are_observations_not_crashes():
@@ -125,3 +125,36 @@ def test_results_of_private_tools_are_marked_for_the_router():
     w.run(Subtask(id="t", goal="what is on monday?", role="researcher", tools=["diary"]), "monday?")
     assert w.model.seen[1][-1].additional_kwargs == {"private": True}
     assert w.model.seen[0][-1].additional_kwargs == {}
+
+
+def test_a_tool_result_survives_a_later_invalid_reply():
+    w = worker({"action": "call_tool", "tool": "calculator", "args": {"expression": "17*23"}}, "not json {")
+    result = w.run(task("calculator"), "What is 17 times 23?")
+    assert result.stopped == "tool_result" and result.output == "17*23 = 391" and not result.failed
+    assert "StructuredOutputError" in (result.error or "")
+
+
+def test_an_answer_that_contradicts_the_tool_is_rebuilt_from_the_tool_result():
+    w = worker({"action": "call_tool", "tool": "calculator", "args": {"expression": "17*23"}},
+               {"action": "finish", "answer": "17 times 23 is 419."})
+    result = w.run(task("calculator"), "What is 17 times 23?")
+    assert result.output == "17*23 = 391"
+    assert result.notes == ["answer had numbers no tool or request gave (419); answered with the tool results"]
+
+
+def test_an_answer_that_states_the_tool_result_is_kept():
+    w = worker({"action": "call_tool", "tool": "calculator", "args": {"expression": "17*23"}},
+               {"action": "finish", "answer": "17 times 23 is 391."})
+    assert w.run(task("calculator"), "What is 17 times 23?").output == "17 times 23 is 391."
+
+
+def test_tool_arguments_are_decoded_under_the_context_numbers():
+    w = worker({"action": "call_tool", "tool": "calculator", "args": {"expression": "17*23"}},
+               {"action": "finish", "answer": "391"})
+    w.run(task("calculator"), "What is 17 times 23?")
+    first = w.model.seen_kwargs[0]["response_format"]["json_schema"]["schema"]["anyOf"][0]
+    pattern = first["properties"]["args"]["properties"]["expression"]["pattern"]
+    assert "17" in pattern and "23" in pattern and "391" not in pattern
+    # the tool's own result is not an operand for the next step: small models would feed it back in for ever
+    second = w.model.seen_kwargs[1]["response_format"]["json_schema"]["schema"]["anyOf"][0]
+    assert "391" not in second["properties"]["args"]["properties"]["expression"]["pattern"]

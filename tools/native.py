@@ -5,12 +5,13 @@ from __future__ import annotations
 import ast
 import operator
 from fractions import Fraction
-from typing import Annotated
 
 from langchain_core.tools import BaseTool, tool
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from tools.errors import ToolInputError
+from tools.grounding import CONSTANTS, GROUNDED
+from tools.units import convert, parse_value, unit_name, unit_names
 
 MAX_EXPRESSION_CHARS = 300
 MAX_EXPONENT = 1000
@@ -80,13 +81,35 @@ def format_number(value: Fraction) -> str:
 ARITHMETIC = r"^[0-9 .+*/%()^×÷-]*[0-9][0-9 .+*/%()^×÷-]*$"
 
 
-@tool
-def calculator(
-    expression: Annotated[str, Field(min_length=1, max_length=MAX_EXPRESSION_CHARS, pattern=ARITHMETIC,
-                                     description="arithmetic only, e.g. 17*23 or (2+3)/4")],
-) -> str:
+class CalculatorArgs(BaseModel):
+    """Arguments of ``calculator``; the expression is grounded: its numbers must come from the context."""
+
+    expression: str = Field(min_length=1, max_length=MAX_EXPRESSION_CHARS, pattern=ARITHMETIC,
+                            description="arithmetic only, e.g. 17*23 or (2+3)/4",
+                            json_schema_extra={GROUNDED: "expression", CONSTANTS: ["100"]})
+
+
+class ConvertArgs(BaseModel):
+    """Arguments of ``convert_units``; the value is grounded, the units are the known names."""
+
+    value: str = Field(max_length=60, description="the number to convert, e.g. 5 or 2.5",
+                       json_schema_extra={GROUNDED: "number"})
+    from_unit: str = Field(description="unit of the value",
+                           json_schema_extra={"enum": unit_names(), GROUNDED: "mention"})
+    to_unit: str = Field(description="unit wanted", json_schema_extra={"enum": unit_names(), GROUNDED: "mention"})
+
+
+# Explicit argument models: LangChain's signature inference drops ``json_schema_extra`` (the grounding keys).
+@tool(args_schema=CalculatorArgs)
+def calculator(expression: str) -> str:
     """Exact arithmetic: evaluate an expression with + - * / // % ** and parentheses."""
     return format_number(evaluate(expression))
+
+
+@tool(args_schema=ConvertArgs)
+def convert_units(value: str, from_unit: str, to_unit: str) -> str:
+    """Convert a value exactly between units of length, mass, time, area, volume, data, speed, temperature."""
+    return f"{format_number(convert(parse_value(value), from_unit, to_unit))} {unit_name(to_unit)}"
 
 
 @tool
@@ -99,4 +122,4 @@ def word_count(text: str) -> str:
 
 def native_tools() -> list[BaseTool]:
     """The tools every default install registers."""
-    return [calculator, word_count]
+    return [calculator, convert_units, word_count]

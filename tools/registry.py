@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from langchain_core.tools import BaseTool
+from pydantic import BaseModel
 
 from tools.errors import UnknownToolError
 
@@ -20,7 +21,9 @@ class ToolRegistry:
 
     def register(self, tool: BaseTool) -> None:
         if tool.name in self._tools:
-            raise ValueError(f"tool {tool.name!r} is registered twice")
+            hint = (f" (MCP server {tool.server!r} has a tool of that name: give the server a `prefix`)"
+                    if getattr(tool, "server", None) else "")
+            raise ValueError(f"tool {tool.name!r} is registered twice{hint}")
         self._tools[tool.name] = tool
 
     @property
@@ -43,6 +46,18 @@ class ToolRegistry:
         """Name, description and argument schema of each tool, for prompts and JSON schemas."""
         return [
             {"name": tool.name, "description": tool.description,
-             "args": tool.tool_call_schema.model_json_schema().get("properties", {})}
+             "args": args_json_schema(tool).get("properties", {})}
             for tool in self.subset(names)
         ]
+
+
+def args_json_schema(tool: BaseTool) -> dict[str, Any]:
+    """The JSON schema of a tool's arguments, with extension keys such as tools.grounding's kept.
+
+    An explicit pydantic ``args_schema`` is read directly: LangChain's ``tool_call_schema`` rebuilds the
+    model and drops ``json_schema_extra``.
+    """
+    schema = tool.args_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    return tool.tool_call_schema.model_json_schema()
