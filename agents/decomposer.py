@@ -24,7 +24,7 @@ from agents.plan import (
     says_something,
 )
 from agents.roles import DEFAULT_ROLES, DEFAULT_TEMPLATE, TEMPLATES, Role
-from runtimes.errors import MODEL_CALL_ERRORS, ContextLengthExceeded
+from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
 from runtimes.structured import invoke_json
 
 PLAN_MAX_TOKENS = 400
@@ -50,7 +50,12 @@ class TaskDecomposer:
 
     def decompose(self, request: str, intent: str | None = None, memories: Sequence[str] = (),
                   config: RunnableConfig | None = None) -> Plan:
-        """Plan ``request``: the model's plan if valid, a repaired one if fixable, else the intent's template."""
+        """Plan ``request``: the model's plan if valid, a repaired one if fixable, else the intent's template.
+
+        An intent whose template is a single step needs no planning: the template is used without a model call.
+        """
+        if intent in self.templates and len(self.templates[intent]) == 1:
+            return self.template(request, intent, ["single-step template: no planner call"])
         schema = plan_json_schema(self.roles, self.tools, self.max_subtasks)
         messages = [SystemMessage(SYSTEM_PROMPT.format(
             roles=", ".join(f"{r.name} ({r.instructions})" for r in self.roles.values()),
@@ -60,7 +65,7 @@ class TaskDecomposer:
         messages.append(HumanMessage(f"Intent: {intent or 'unknown'}{context}{example}\nRequest: {request}"))
         try:
             raw = invoke_json(self.model.bind(max_tokens=PLAN_MAX_TOKENS), messages, schema, config, name="plan")
-        except ContextLengthExceeded:
+        except RUN_ENDING_ERRORS:
             raise
         except MODEL_CALL_ERRORS as exc:
             return self.template(request, intent, [f"model output unusable: {exc}"])

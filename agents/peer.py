@@ -7,14 +7,16 @@ deterministically (the peer's own proposal, else the first one) and the :class:`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from runtimes.errors import MODEL_CALL_ERRORS, ContextLengthExceeded
+from agents.plan import Subtask
+from agents.worker import WorkerAgent, WorkerResult
+from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
 from runtimes.structured import invoke_json
 
 MAX_POST_CHARS = 600
@@ -30,6 +32,8 @@ class Post(BaseModel):
     text: str
     source: Literal["model", "fallback"] = "model"
     reason: str | None = None
+    # Calls a tool-using peer made for its proposal (ToolCallRecord dumps): provenance and the answer check.
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Vote(BaseModel):
@@ -119,8 +123,36 @@ class LLMPeer:
                                  'proposal. Reply with JSON only: {"vote": <author>}.')]
         try:
             reply = invoke_json(self._voter, messages, schema, config, name="vote")
-        except ContextLengthExceeded:
+        except RUN_ENDING_ERRORS:
             raise
         except MODEL_CALL_ERRORS as exc:
             return fallback_vote(self.name, proposals, f"model call failed: {exc}")
         return parse_vote(self.name, reply, proposals)
+
+
+class WorkerPeer:
+    """A peer whose proposal is a worker's tool loop on its subtask, so a tool-backed answer stays grounded.
+
+    Votes are cast like an :class:`LLMPeer`'s. ``propose_result`` also returns the tool calls made.
+    """
+
+    def __init__(self, subtask: Subtask, worker: WorkerAgent, instructions: str) -> None:
+        self.name = subtask.id
+        self.subtask = subtask
+        self.worker = worker
+        self._voice = LLMPeer(subtask.id, worker.model, instructions)
+
+    def propose_result(self, topic: str, board: Sequence[Post], config: RunnableConfig | None = None) -> WorkerResult:
+        """The worker's result on this peer's subtask, with the board as earlier context."""
+        prior = {"board": board_text(board)} if board else {}
+        return self.worker.run(self.subtask, topic, prior, (), config)
+
+    def propose(self, topic: str, board: Sequence[Post], config: RunnableConfig | None = None) -> str:
+        result = self.propose_result(topic, board, config)
+        if result.failed:
+            raise RuntimeError(result.error or "the worker produced no output")
+        return result.output
+
+    def vote(self, topic: str, proposals: Sequence[Post], board: Sequence[Post],
+             config: RunnableConfig | None = None) -> Vote:
+        return self._voice.vote(topic, proposals, board, config)

@@ -17,7 +17,8 @@ DEFAULT_ROLES: dict[str, Role] = {
     for role in [
         Role(name="generalist", instructions="You are a helpful assistant. Answer briefly and accurately."),
         Role(name="researcher", instructions="You gather the facts needed for a task. List them briefly."),
-        Role(name="analyst", instructions="You compute and check numbers. Use the calculator for arithmetic."),
+        Role(name="analyst", instructions="You compute and check numbers. Use the calculator for arithmetic and "
+                                          "convert_units for units; never compute in your head."),
         Role(name="writer", instructions="You write clear, short text for the user from the material given."),
         Role(name="planner", instructions="You break goals into short, ordered, concrete steps."),
     ]
@@ -25,23 +26,18 @@ DEFAULT_ROLES: dict[str, Role] = {
 
 # Per-intent fallback plans, used when the model's plan is unusable. ``{request}`` is filled in.
 TEMPLATES: dict[str, list[dict[str, object]]] = {
+    # Single-step templates skip the planner call: one subtask, whose result is the answer.
     "calculate": [
-        {"id": "compute", "goal": "Compute exactly what is asked: {request}", "role": "analyst",
-         "tools": ["calculator"], "depends_on": []},
-        {"id": "report", "goal": "State the result of the computation in one sentence.", "role": "writer",
-         "tools": [], "depends_on": ["compute"]},
+        {"id": "compute", "goal": "Compute exactly what is asked, with a tool, then state the result: {request}",
+         "role": "analyst", "tools": ["calculator", "convert_units"], "depends_on": []},
     ],
     "explain": [
-        {"id": "facts", "goal": "List the key facts needed to answer: {request}", "role": "researcher",
+        {"id": "explain", "goal": "Explain clearly and briefly: {request}", "role": "writer",
          "tools": [], "depends_on": []},
-        {"id": "explain", "goal": "Explain the answer clearly using the facts.", "role": "writer",
-         "tools": [], "depends_on": ["facts"]},
     ],
     "write": [
-        {"id": "outline", "goal": "Outline the main points for: {request}", "role": "planner",
+        {"id": "draft", "goal": "Write exactly what is asked: {request}", "role": "writer",
          "tools": [], "depends_on": []},
-        {"id": "draft", "goal": "Write the text following the outline.", "role": "writer",
-         "tools": ["word_count"], "depends_on": ["outline"]},
     ],
     "plan": [
         {"id": "steps", "goal": "Break this into ordered, concrete steps: {request}", "role": "planner",

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from agents.plan import Subtask
 from agents.worker import MAX_PRIOR_RESULT_CHARS, WorkerResult
-from runtimes.errors import MODEL_CALL_ERRORS, ContextLengthExceeded
+from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
 from runtimes.structured import invoke_json
 
 DECISION_MAX_TOKENS = 64
@@ -90,7 +90,7 @@ class Supervisor:
             model = self.model.bind(max_tokens=self.max_tokens)
             return invoke_json(model, [SystemMessage(system), HumanMessage(prompt)], schema, config,
                                name="decision"), None
-        except ContextLengthExceeded:
+        except RUN_ENDING_ERRORS:
             raise
         except MODEL_CALL_ERRORS as exc:
             return None, f"model call failed: {exc}"

@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 
 from agents.worker import MAX_PRIOR_RESULT_CHARS, WorkerResult
-from runtimes.errors import MODEL_CALL_ERRORS, ContextLengthExceeded
+from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
 
 SYSTEM_PROMPT = "You write the final answer to the user's request from your team's results. Be brief and direct."
 
@@ -37,7 +37,7 @@ class Synthesizer:
                     HumanMessage(f"Request: {request}\nResults:\n" + ("\n".join(lines) or "(none)"))]
         try:
             reply = self.model.invoke(messages, config)
-        except ContextLengthExceeded:
+        except RUN_ENDING_ERRORS:
             raise
         except MODEL_CALL_ERRORS as exc:
             return Synthesis(answer=_joined(usable), fallback=True, error=str(exc))

@@ -134,4 +134,5 @@ class RunTask:
                       for r in result.results for t in r.get("tool_calls", [])]
         return {"answer": result.answer, "status": result.status, "pattern": result.pattern,
                 "intent": (result.intent or {}).get("label"), "tool_calls": tool_calls, **usage,
-                "latency_ms": (time.perf_counter() - t0) * 1000, "notes": result.notes}
+                "latency_ms": (time.perf_counter() - t0) * 1000, "notes": result.notes,
+                "errors": result.errors}

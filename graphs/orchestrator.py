@@ -18,9 +18,11 @@ from agents.plan import Plan, topological_order
 from agents.synthesizer import Synthesizer
 from agents.worker import WorkerAgent, WorkerResult
 from graphs.patterns import PATTERN_BUILDERS
+from graphs.patterns.peer import DECISION_ID
 from graphs.state import RunState
 from memory.base import Memory
 from memory.errors import MemoryLayerError
+from tools.grounding import ungrounded
 
 OUT_OF_SCOPE_ANSWER = ("This request is outside what this assistant handles ({label}, confidence {confidence:.2f}). "
                        "Please rephrase it or ask something else.")
@@ -66,13 +68,13 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
     def out_of_scope(state: RunState) -> RunState:
         intent = state["intent"]
         return {"answer": OUT_OF_SCOPE_ANSWER.format(label=intent["label"], confidence=intent["confidence"]),
-                "results": [], "pattern": "none"}
+                "results": [], "pattern": "none", "status": "done"}
 
     def recall(state: RunState) -> RunState:
         if deps.memory is None:  # no backend configured: nothing to recall
             return {"memories": []}
-        return {"memories": deps.memory.recall(state["request"], deps.recall_k,
-                                                user_id=state.get("user_id", "local"))}
+        found = deps.memory.recall(state["request"], deps.recall_k, user_id=state.get("user_id", "local"))
+        return {"memories": as_context(found, state["request"])}
 
     def plan(state: RunState, config: RunnableConfig) -> RunState:
         intent = state.get("intent", {})
@@ -93,7 +95,7 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
                                             "or guidance for the agents", "kind": "confirm_plan"})).strip()
         if answer.lower() in REFUSALS:
             return {"route": "cancelled", "answer": "Cancelled: the plan was not approved.", "results": [],
-                    "notes": [f"plan rejected by a human ({answer!r})"]}
+                    "status": "done", "notes": [f"plan rejected by a human ({answer!r})"]}
         guidance = [] if answer.lower() in APPROVALS else [f"Human guidance: {answer}"]
         return {"route": "approved", "memories": [*state.get("memories", []), *guidance],
                 "notes": [f"plan approved by a human ({answer!r})"]}
@@ -107,9 +109,31 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
 
     def synthesize(state: RunState, config: RunnableConfig) -> RunState:
         results = [WorkerResult.model_validate(r) for r in state.get("results", [])]
-        synthesis = deps.synthesizer.synthesize(state["request"], results, config)
-        notes = [f"synthesis fell back to raw results: {synthesis.error}"] if synthesis.fallback else []
-        return {"answer": synthesis.answer, "notes": notes}
+        notes = [f"subtask {r.subtask_id}: {note}" for r in results for note in r.notes]
+        errors = [f"subtask {r.subtask_id} ({r.role}) failed: {r.error or 'it produced no output'}"
+                  for r in results if r.failed]
+        usable = [r for r in results if not r.failed]
+        if not usable:  # nothing to answer from: no model is asked to make something up
+            return {"answer": "", "status": "failed", "errors": errors or ["the plan produced no results"],
+                    "notes": notes}
+        status = "partial" if errors else "done"
+        if len(results) == 1:  # one subtask: its result is the answer, no synthesis call
+            return {"answer": usable[0].output, "status": status, "errors": errors, "notes": notes}
+        decided = [r for r in usable if r.subtask_id == DECISION_ID]
+        if decided:  # the peers' vote chose the answer already
+            return {"answer": decided[0].output, "status": "done", "errors": [], "notes": notes}
+        synthesis = deps.synthesizer.synthesize(state["request"], usable, config)
+        answer = synthesis.answer
+        if synthesis.fallback:
+            notes.append(f"synthesis fell back to raw results: {synthesis.error}")
+        sources = [state["request"], *(r.output for r in usable),
+                   *(c.output for r in usable for c in r.tool_calls if not c.error)]
+        invented = ungrounded(answer, sources)
+        if invented:  # the synthesizer may merge results, not add numbers none of them has
+            answer = "\n".join(r.output for r in usable)
+            notes.append(f"synthesized answer had numbers no result or tool gave ({', '.join(invented)}); "
+                         "answered with the results")
+        return {"answer": answer, "status": status, "errors": errors, "notes": notes}
 
     def remember(state: RunState, config: RunnableConfig) -> RunState:
         if deps.memory is None:  # no backend configured: nothing to write
@@ -143,3 +167,19 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
     graph.add_edge("synthesize", "remember")
     graph.add_edge("remember", END)
     return graph.compile(checkpointer=checkpointer, name="tierflow")
+
+
+def as_context(memories: list[str], request: str) -> list[str]:
+    """Recalled episodes as stale context: what the user asked before, never an earlier answer to reuse.
+
+    Episode memories read ``Request: ...\nAnswer: ...``; only the request is kept, and subtask results are
+    dropped, so a model cannot copy an old answer (or its numbers) into a different request.
+    """
+    shown: list[str] = []
+    for text in memories:
+        if not text.startswith("Request:"):
+            continue
+        earlier = text.removeprefix("Request:").split("\nAnswer:", 1)[0].strip()
+        if earlier and earlier != request.strip():
+            shown.append(f"earlier the user asked: {earlier!r} (may be stale; not an answer to this request)")
+    return list(dict.fromkeys(shown))

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -17,6 +17,9 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from runtimes.accounting import ModelCall, ModelCallRecorder
+from runtimes.errors import RUN_ENDING_ERRORS
+
+RunStatus = Literal["done", "failed", "partial", "waiting"]
 
 MAX_REQUEST_CHARS = 20_000
 
@@ -41,8 +44,15 @@ class RunResult(BaseModel):
     elapsed_s: float
     results: list[dict[str, Any]] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-    status: str = Field("done", description="done, or interrupted: a question waits for `tierflow resume`")
+    status: RunStatus = Field("done", description="done; failed (no usable answer); partial (some subtasks "
+                                                  "failed); waiting (a question waits for `tierflow resume`)")
+    errors: list[str] = Field(default_factory=list, description="why the run failed or is partial")
     interrupt: dict[str, Any] | None = Field(None, description="the question a paused run asks a human")
+
+    @property
+    def ok(self) -> bool:
+        """False when the run failed: the CLI exits 1."""
+        return self.status != "failed"
 
 
 def check_request(request: str, max_chars: int = MAX_REQUEST_CHARS) -> str:
@@ -92,6 +102,26 @@ def postgres_checkpointer(url: str, connect_timeout_s: int = 10) -> BaseCheckpoi
     return saver
 
 
+def forget_checkpoints(checkpointer: BaseCheckpointSaver, user_id: str, run_id: str | None = None) -> int:
+    """Delete every checkpointed run of ``user_id`` (or only ``run_id`` of theirs); returns how many.
+
+    Runs are found by the ``user_id`` every run records in its checkpoint metadata. SQLite overwrites
+    the deleted rows (``secure_delete``) and compacts the file, so the user's text is gone from disk too.
+    """
+    threads = {c.config["configurable"]["thread_id"] for c in checkpointer.list(None, filter={"user_id": user_id})}
+    if run_id is not None:
+        threads &= {run_id}
+    conn = getattr(checkpointer, "conn", None)
+    if isinstance(conn, sqlite3.Connection):
+        conn.execute("PRAGMA secure_delete=ON")
+    for thread in sorted(threads):
+        checkpointer.delete_thread(thread)
+    if isinstance(conn, sqlite3.Connection) and threads:
+        conn.commit()
+        conn.execute("VACUUM")
+    return len(threads)
+
+
 # A stream event as ``tierflow run --stream`` prints it: {"type": "node"|"token"|"interrupt", ...}.
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -103,7 +133,9 @@ def run_request(graph: CompiledStateGraph, request: str, *, run_id: str | None =
 
     ``private`` keeps every model call of the run on tiers cleared for private data (and its resumes).
 
-    A run that interrupts for a human comes back with ``status='interrupted'``; continue it with resume_run.
+    A run that interrupts for a human comes back with ``status='waiting'``; continue it with resume_run. A run
+    that produced nothing usable, or ended on a run-wide error (a budget with ``on_exceed = "raise"``), comes
+    back ``failed`` with ``errors`` saying why; it never raises for those.
     ``on_event`` receives node updates and model tokens as they happen.
     """
     text = check_request(request)
@@ -144,16 +176,29 @@ def _drive(graph: CompiledStateGraph, graph_input: Any, run_id: str, user_id: st
     # "sync": a step's checkpoint is on disk before the next step starts, so a crash loses at most one step.
     durability = "sync" if graph.checkpointer is not None else None
     started = time.perf_counter()
-    if on_event is None:
-        state = graph.invoke(graph_input, config, durability=durability)
-    else:
-        state = _streamed(graph, graph_input, config, on_event, durability)
+    fatal: str | None = None
+    state: dict[str, Any] = {}
+    try:
+        if on_event is None:
+            state = graph.invoke(graph_input, config, durability=durability)
+        else:
+            state = _streamed(graph, graph_input, config, on_event, durability)
+    except RUN_ENDING_ERRORS as exc:  # the run stops here; what it finished stays checkpointed
+        fatal = f"{type(exc).__name__}: {exc}"
     elapsed = time.perf_counter() - started
     interrupts = state.get("__interrupt__") or []
     if graph.checkpointer is not None:  # the thread's whole state (a resumed run returns only what it added)
         state = {**graph.get_state({"configurable": {"thread_id": run_id}}).values, **state}
+    answer = str(state.get("answer", "")) if fatal is None else ""
+    errors = [*state.get("errors", []), *([fatal] if fatal else [])]
+    status = _status(state, bool(interrupts), fatal is not None, answer)
+    if status == "failed":
+        errors += [f"model call on tier {c.tier} (rule {c.rule or 'direct'}) failed: {c.error}"
+                   for c in recorder.calls if c.error]
+        if not errors:
+            errors.append("the graph produced no answer")
     return RunResult(
-        answer=str(state.get("answer", "")),
+        answer=answer,
         intent=state.get("intent"),
         plan=state.get("plan"),
         pattern=state.get("pattern"),
@@ -162,9 +207,22 @@ def _drive(graph: CompiledStateGraph, graph_input: Any, run_id: str, user_id: st
         elapsed_s=round(elapsed, 3),
         results=state.get("results", []),
         notes=state.get("notes", []),
-        status="interrupted" if interrupts else "done",
+        status=status,
+        errors=list(dict.fromkeys(errors)),
         interrupt={"id": interrupts[0].id, **_as_dict(interrupts[0].value)} if interrupts else None,
     )
+
+
+def _status(state: dict[str, Any], waiting: bool, fatal: bool, answer: str) -> RunStatus:
+    """The run's outcome: the graph's own ``status`` when it sets one, else done iff it answered."""
+    if waiting:
+        return "waiting"
+    if fatal:
+        return "failed"
+    declared = state.get("status")
+    if declared in ("done", "failed", "partial"):
+        return declared
+    return "done" if answer.strip() else "failed"
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

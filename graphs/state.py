@@ -23,6 +23,9 @@ class RunState(TypedDict, total=False):
     pattern: str
     results: list[dict[str, Any]]
     answer: str
+    # done, failed (nothing usable), partial (some subtasks failed), waiting (a question for a human)
+    status: str
+    errors: list[str]
     notes: Annotated[list[str], operator.add]
 
 

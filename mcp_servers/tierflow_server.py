@@ -78,9 +78,10 @@ def in_trace_context(parent: otel_context.Context | None, fn: Callable[..., Any]
 
 
 def run_summary(result: RunResult) -> dict[str, Any]:
-    """What ``run_task`` returns: answer, run id, tiers used, intent, pattern, time."""
-    tiers = sorted({call.tier for call in result.model_calls})
-    return {"answer": result.answer, "run_id": result.run_id, "tiers_used": tiers,
+    """What ``run_task`` returns: answer, status and why it failed, run id, tiers used, intent, pattern, time."""
+    tiers = sorted({call.tier for call in result.model_calls if not call.error})
+    return {"answer": result.answer, "status": result.status, "errors": result.errors, "run_id": result.run_id,
+            "tiers_used": tiers,
             "model_calls": len(result.model_calls), "intent": (result.intent or {}).get("label"),
             "pattern": result.pattern, "elapsed_s": result.elapsed_s}
 

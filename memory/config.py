@@ -26,7 +26,8 @@ class MemoryConfig(BaseModel):
     tenant: str = "default"
     tenants: list[str] = Field(default_factory=list, description="if set, only these tenants are served")
     recall_k: int = Field(5, ge=0, le=100)
-    min_score: float = Field(0.2, ge=-1.0, le=1.0, description="recalled memories score at least this (cosine)")
+    # Recall only what is close in meaning (all-MiniLM-L6-v2 cosine); unrelated requests score about 0.1–0.4.
+    min_score: float = Field(0.5, ge=-1.0, le=1.0, description="recalled memories score at least this (cosine)")
     neo4j_url: str = "bolt://127.0.0.1:7687"
     neo4j_user: str | None = None
     neo4j_password: str | None = None

@@ -77,8 +77,17 @@ class ModelCallRecorder(BaseCallbackHandler):
         if started is None:
             return
         t0, tier, model = started
+        rule: str | None = None
+        tried = getattr(error, "tried", None)
+        if tried is not None:  # the router's NoTierAvailable: name the tiers it tried (or say none could be)
+            tier, rule = ",".join(tried) or "none", str(getattr(error, "rule", "") or None)
+        elif getattr(error, "limit", None) and getattr(error, "usage", None) is not None:  # BudgetExceeded
+            tier, rule = "none", "budget"
+        elif getattr(error, "tier", None):  # a tier's own typed error (timeout, context, bad output)
+            tier = str(error.tier)  # type: ignore[attr-defined]
         self._append(ModelCall(tier=tier, model=model, latency_ms=(time.perf_counter() - t0) * 1000,
-                               input_tokens=0, output_tokens=0, error=f"{type(error).__name__}: {error}"))
+                               input_tokens=0, output_tokens=0, error=f"{type(error).__name__}: {error}",
+                               rule=rule))
 
     def _append(self, call: ModelCall) -> None:
         with self._lock:

@@ -67,10 +67,17 @@ class BudgetExceeded(RuntimeLayerError):
 class NoTierAvailable(RuntimeLayerError):
     """No declared tier may serve a call (privacy, capabilities, context, open circuits, or all failed)."""
 
-    def __init__(self, reasons: dict[str, str]) -> None:
+    def __init__(self, reasons: dict[str, str], tried: list[str] | None = None) -> None:
         detail = "; ".join(f"{tier}: {why}" for tier, why in reasons.items()) or "no tiers declared"
         super().__init__(f"no tier can serve this call — {detail}")
         self.reasons = reasons
+        # Tiers that were called and failed, in order (empty: none was allowed to take the call).
+        self.tried = list(tried or [])
+
+    @property
+    def rule(self) -> str:
+        """How the router ended: every allowed tier failed, or none was allowed."""
+        return "all_failed" if self.tried else "none_allowed"
 
 
 class StructuredOutputError(RuntimeLayerError, ValueError):
@@ -93,3 +100,7 @@ def _model_call_errors() -> tuple[type[BaseException], ...]:
 # Everything a model call may raise that is the tier's fault rather than a bug: callers that degrade
 # gracefully (a failed subtask, a fallback plan) catch exactly these.
 MODEL_CALL_ERRORS: tuple[type[BaseException], ...] = _model_call_errors()
+
+
+# Errors that end the whole run instead of one subtask: agents re-raise them rather than degrade.
+RUN_ENDING_ERRORS: tuple[type[BaseException], ...] = (ContextLengthExceeded, BudgetExceeded)

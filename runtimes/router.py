@@ -11,6 +11,7 @@ carries its decision in ``response_metadata["route"]``.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import re
 import threading
@@ -36,12 +37,17 @@ from runtimes.errors import (
 from runtimes.registry import TierRegistry
 
 PRIVATE_FLAG = "private"
-# Text that marks a message private by default: e-mail addresses, card/IBAN-like digit runs, secrets.
+# Text that marks a message private by default: e-mail addresses, card/IBAN-like digit runs, phone numbers,
+# secrets given as "password: x" or in plain words ("my password is x"), and well-known API key shapes.
 DEFAULT_PRIVATE_PATTERNS = [
     r"[\w.+-]+@[\w-]+\.[\w.-]+",
     r"\b(?:\d[ -]?){13,19}\b",
     r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}\b",
-    r"(?i)\b(?:password|passwd|api[_-]?key|secret|ssn)\b\s*[:=]",
+    r"(?i)\b(?:password|passwd|passcode|pin|api[_-]?key|secret|ssn|token)\b\s*[:=]",
+    r"(?i)\b(?:password|passwd|passcode|pin code|api[ _-]?key|secret key|social security number|ssn)"
+    r"\s+(?:is|was|=)\s+\S+",
+    r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}\b|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{30,}\b|\bxox[baprs]-[A-Za-z0-9-]{10,}",
+    r"(?<![\w.])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?![\w.])|\(\d{3}\) ?\d{3}-\d{4}\b",
 ]
 
 
@@ -269,7 +275,7 @@ class TierRouter(BaseChatModel):
                                      skipped=plan.skipped)
             _annotate(message, decision)
             return result
-        raise NoTierAvailable({**plan.skipped, **failures})
+        raise NoTierAvailable({**plan.skipped, **failures}, tried=list(failures))
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
@@ -292,7 +298,7 @@ class TierRouter(BaseChatModel):
                                      fallback_from=fallback_from, attempt=attempt,
                                      reason="; ".join(f"{k}: {v}" for k, v in failures.items()), skipped=plan.skipped)
             usage_seen: dict[str, int] = {}
-            for chunk in ([first] if first is not None else []) + list(stream):
+            for chunk in itertools.chain([first] if first is not None else [], stream):  # as they come
                 usage = getattr(chunk.message, "usage_metadata", None)
                 if usage:
                     usage_seen = dict(usage)
@@ -302,7 +308,7 @@ class TierRouter(BaseChatModel):
             self._charge(plan.run_id, name, AIMessage(content="", usage_metadata=usage_seen or None))
             yield ChatGenerationChunk(message=closing)
             return
-        raise NoTierAvailable({**plan.skipped, **failures})
+        raise NoTierAvailable({**plan.skipped, **failures}, tried=list(failures))
 
     # ----- helpers ------------------------------------------------------------------------------
 

@@ -1,4 +1,8 @@
-"""The ``tierflow`` command as a user runs it: real model, JSON output, and clear errors for bad input."""
+"""The ``tierflow`` command as a user runs it: real model, JSON output, and clear errors for bad input.
+
+Runs start on the ``tiny`` tier (tests/conftest.py sets TIERFLOW_DEFAULT_TIER, which the subprocess inherits);
+the router may still escalate a call whose JSON fails its schema to the stronger ``mobile`` tier.
+"""
 
 import json
 import os
@@ -11,7 +15,8 @@ import pytest
 from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.model
-RUN_KEYS = {"answer", "intent", "plan", "pattern", "model_calls", "run_id", "elapsed_s"}
+RUN_KEYS = {"answer", "intent", "plan", "pattern", "model_calls", "run_id", "elapsed_s", "status", "errors",
+            "results"}
 CALL_KEYS = {"tier", "model", "latency_ms", "input_tokens", "output_tokens"}
 
 
@@ -23,18 +28,28 @@ def tierflow(*args: str, home: Path, env: dict[str, str] | None = None, timeout:
     return subprocess.run([str(exe), *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def started_on_tiny(calls: list[dict]) -> bool:
+    """Every call ran on tiny, or was escalated (or fell back) from tiny to a stronger tier, and says so."""
+    return all(c["tier"] == "tiny" or (c["fallback_from"] == "tiny" and c["rule"] in ("escalation", "fallback"))
+               for c in calls)
+
+
 def test_run_json_has_the_documented_keys_and_accounts_every_model_call(tmp_path):
     proc = tierflow("run", "--json", "What is 17 times 23?", home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert RUN_KEYS <= set(out)
-    assert out["intent"]["label"] == "calculate"
-    assert out["pattern"] == "sequential" and out["plan"]["source"] in ("model", "repaired", "template")
+    assert out["intent"]["label"] == "calculate" and out["status"] == "done" and out["errors"] == []
+    # calculate has a single-step template: no planner call, and its one result is the answer (no synthesizer)
+    assert out["pattern"] == "sequential" and out["plan"]["source"] == "template"
+    assert "single-step template: no planner call" in out["plan"]["notes"]
+    [result] = out["results"]
+    assert result["subtask_id"] == "compute" and result["output"] == out["answer"]
+    assert "391" in out["answer"]  # the worker's answer must state the calculator's result
     assert out["model_calls"] and all(set(c) >= CALL_KEYS for c in out["model_calls"])
-    assert {c["tier"] for c in out["model_calls"]} == {"mobile"}
+    assert out["model_calls"][0]["tier"] == "tiny" and started_on_tiny(out["model_calls"])
     assert all(c["input_tokens"] > 0 for c in out["model_calls"])
-    # planner + at least one worker call per subtask + synthesizer
-    assert len(out["model_calls"]) >= len(out["plan"]["subtasks"]) + 2
+    assert len(out["model_calls"]) == result["steps"]  # one model call per worker step, nothing else
     assert (tmp_path / "checkpoints.sqlite").is_file()
 
 
@@ -49,7 +64,7 @@ def test_a_user_graph_runs_from_a_module_path(tmp_path):
     proc = tierflow("run", "--json", "--graph", "examples.direct_answer:build_graph", "Say hi.", home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["answer"] and out["plan"] is None and [c["tier"] for c in out["model_calls"]] == ["mobile"]
+    assert out["answer"] and out["plan"] is None and [c["tier"] for c in out["model_calls"]] == ["tiny"]
 
 
 def test_run_on_the_cloud_tier_over_http(tmp_path, cloud_server):
@@ -65,7 +80,7 @@ def test_run_on_the_cloud_tier_over_http(tmp_path, cloud_server):
     (["run", ""], "request is empty"),
     (["run", "   "], "request is empty"),
     (["run", "x" * 20_001], "the limit is 20000"),
-    (["run", "explain " + "the history of the world " * 400], "does not fit tier 'mobile'"),
+    (["run", "explain " + "the history of the world " * 400], "does not fit tier 'tiny'"),
     (["run", "--tier", "gpu", "hello"], "default_tier names unknown tier 'gpu'"),
     (["run", "--graph", "no_such_pkg.mod:build", "hello"], "cannot import 'no_such_pkg.mod'"),
     (["run", "--graph", "examples.direct_answer", "hello"], "must look like package.module:function"),
@@ -77,6 +92,22 @@ def test_bad_input_is_one_clear_error_and_a_non_zero_exit(tmp_path, args, messag
     assert proc.returncode == 2
     assert message in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_a_failed_run_exits_1_and_says_why(tmp_path):
+    # a one-token budget: the first model call spends it, the next one ends the run
+    config = tmp_path / "tierflow.toml"
+    config.write_text('[routing.budget]\nmax_tokens = 1\non_exceed = "raise"\n')
+    proc = tierflow("run", "--config", str(config), "Plan a picnic for four people.", home=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert "The run failed; no answer." in proc.stdout and "failed" in proc.stdout
+    assert "reasons:" in proc.stderr and "BudgetExceeded" in proc.stderr
+
+    proc = tierflow("run", "--json", "--config", str(config), "Plan a picnic for four people.", home=tmp_path)
+    assert proc.returncode == 1
+    out = json.loads(proc.stdout)
+    assert out["status"] == "failed" and out["answer"] == ""
+    assert any(e.startswith("BudgetExceeded") for e in out["errors"]), out["errors"]
 
 
 def test_a_malformed_settings_file_is_reported_with_its_path(tmp_path):
@@ -97,7 +128,12 @@ def test_doctor_reports_each_component_truthfully(tmp_path):
     report = json.loads(proc.stdout)
     checks = {c.get("tier") or c["component"]: c for c in report["checks"] if c["component"] != "mcp"}
     servers = {c["name"]: c for c in report["checks"] if c["component"] == "mcp"}
-    assert checks["mobile"]["usable"] and "llama.cpp" in checks["mobile"]["detail"]
+    # the three default in-process tiers load, each from its shipped model
+    for tier, model in [("tiny", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                        ("mobile", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+                        ("edge", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")]:
+        assert checks[tier]["usable"] and "llama.cpp" in checks[tier]["detail"], checks[tier]
+        assert Path(checks[tier]["model"]).name == model
     assert not checks["cloud"]["usable"] and dead in checks["cloud"]["detail"]
     assert checks["intents"]["usable"] and checks["data"]["usable"]
     assert checks["memory"]["usable"] and checks["memory"]["name"] == "embedded"
@@ -117,13 +153,15 @@ def test_a_private_run_stays_on_the_device_even_when_cloud_is_asked_for(tmp_path
                     home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     calls = json.loads(proc.stdout)["model_calls"]
-    assert calls and {(c["tier"], c["rule"]) for c in calls} == {("mobile", "privacy")}
+    assert calls and calls[0]["tier"] == "tiny" and calls[0]["rule"] == "privacy"
+    assert all(c["tier"] != "cloud" for c in calls)  # an escalation, if any, goes to another device tier
 
 
 def test_an_unreachable_tier_fails_at_start_not_mid_run(tmp_path):
     config = tmp_path / "tierflow.toml"
     config.write_text(f'[tiers.cloud]\nkind = "openai"\nbase_url = "http://127.0.0.1:{free_port()}/v1"\n'
                       'model = "m"\n')
-    proc = tierflow("run", "--json", "--config", str(config), "hello", home=tmp_path)
+    # the run starts on the cloud tier, so it is checked before anything runs
+    proc = tierflow("run", "--json", "--config", str(config), "--tier", "cloud", "hello", home=tmp_path)
     assert proc.returncode == 2 and "tier 'cloud' is unavailable" in proc.stderr and "tierflow doctor" in proc.stderr
     assert not (tmp_path / "checkpoints.sqlite").exists()  # nothing ran

@@ -19,7 +19,7 @@ def test_a_paused_run_is_resumed_through_a_fresh_connection(postgres_url):
     plan = {"pattern": "parallel", "subtasks": PLAN["subtasks"][:2]}
     first = _deps(["x", "y"], ["final"], confirm=True, pattern_plan=plan)
     paused = run_request(build_orchestrator(first, make_checkpointer(postgres_url)), "explain", run_id="pg-1")
-    assert paused.status == "interrupted" and "Run this parallel plan?" in paused.interrupt["question"]
+    assert paused.status == "waiting" and "Run this parallel plan?" in paused.interrupt["question"]
     # another process would build its own graph and connection; the thread lives in the server
     second = _deps(["done", "done"], ["final"], confirm=True, pattern_plan=plan)
     done = resume_run(build_orchestrator(second, make_checkpointer(postgres_url)), "pg-1", answer="yes")

@@ -38,8 +38,10 @@ PLAN = {"pattern": "parallel", "subtasks": [
 
 
 class FixedIntent:
+    """A label with no intent template (CLINC150's), so the scripted planner's PLAN is used."""
+
     def classify(self, text: str) -> IntentResult:
-        return IntentResult(label="explain", confidence=0.9, out_of_scope=False)
+        return IntentResult(label="definition", confidence=0.9, out_of_scope=False)
 
 
 class LoggedScript(ScriptedChatModel):
@@ -132,7 +134,7 @@ def test_the_cli_asks_the_plan_question_streams_events_and_resume_answers_it(tmp
     stdout, stderr = asked.communicate(timeout=120)
     assert asked.returncode == 0, stderr
     paused = json.loads(stdout)
-    assert paused["status"] == "interrupted" and paused["interrupt"]["question"].startswith("Run this parallel plan?")
+    assert paused["status"] == "waiting" and paused["interrupt"]["question"].startswith("Run this parallel plan?")
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert [e["node"] for e in events if e["type"] == "node"] == ["classify_intent", "recall", "plan"]
     assert events[-1]["type"] == "interrupt" and not log.exists()  # no agent ran yet
@@ -163,14 +165,15 @@ def test_a_run_asks_for_plan_approval_and_resume_passes_the_answer_on(tmp_path):
     deps = _deps(["done a"], ["final"], confirm=True, pattern_plan=plan)
     graph = build_orchestrator(deps, sqlite_checkpointer(tmp_path / "cp.sqlite"))
     paused = run_request(graph, "explain things", run_id="hitl-1")
-    assert paused.status == "interrupted" and paused.answer == ""
+    assert paused.status == "waiting" and paused.answer == ""
     assert "Run this sequential plan? a (researcher): task-a" in paused.interrupt["question"]
     assert deps.worker.model.seen == []  # nothing ran before the human answered
     with pytest.raises(RunNotFoundError, match="waiting for an answer"):
         resume_run(graph, "hitl-1")
     done = resume_run(graph, "hitl-1", answer="focus on cost")
-    assert done.status == "done" and done.answer == "final"
-    assert "Memory: Human guidance: focus on cost" in deps.worker.model.seen[0][-1].content
+    # one subtask: its result is the answer, the synthesizer is not asked
+    assert done.status == "done" and done.answer == "done a" and deps.synthesizer.model.seen == []
+    assert "Human guidance: focus on cost" in deps.worker.model.seen[0][-1].content
     assert "plan approved by a human ('focus on cost')" in done.notes
     assert [r["subtask_id"] for r in done.results] == ["a"]
     with pytest.raises(RunNotFoundError, match="not waiting"):
@@ -180,9 +183,10 @@ def test_a_run_asks_for_plan_approval_and_resume_passes_the_answer_on(tmp_path):
 def test_a_rejected_plan_ends_the_run_without_running_agents(tmp_path):
     deps = _deps([], [], confirm=True)
     graph = build_orchestrator(deps, sqlite_checkpointer(tmp_path / "cp.sqlite"))
-    assert run_request(graph, "explain things", run_id="hitl-2").status == "interrupted"
+    assert run_request(graph, "explain things", run_id="hitl-2").status == "waiting"
     done = resume_run(graph, "hitl-2", answer="no")
     assert done.answer == "Cancelled: the plan was not approved." and done.model_calls == []
+    assert done.status == "done" and deps.worker.model.seen == []
 
 
 def test_resuming_an_unknown_run_is_a_clear_error(tmp_path):

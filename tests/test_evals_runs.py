@@ -16,7 +16,7 @@ from evals.suite import Cell, DatasetSpec, Matrix, Suite, TaskSpec
 from evals.tasks import RunTask
 from graphs.orchestrator import OrchestratorDeps, build_orchestrator
 from tests.scripted import ScriptedChatModel
-from tests.test_orchestrator import PLAN, FixedIntent
+from tests.test_orchestrator import PLAN, PLANNED
 from tools.native import native_tools
 from tools.registry import ToolRegistry
 
@@ -29,7 +29,7 @@ def scripted_graph(cell: Cell):
                                    {"action": "finish", "answer": "391"}, "It is 391."])
     planner.tier = synth.tier = "edge"
     worker.tier = "mobile"
-    deps = OrchestratorDeps(classifier=FixedIntent("calculate"), decomposer=TaskDecomposer(planner, tools.names),
+    deps = OrchestratorDeps(classifier=PLANNED, decomposer=TaskDecomposer(planner, tools.names),
                             worker=WorkerAgent(worker, tools), synthesizer=Synthesizer(synth))
     return build_orchestrator(deps, forced_pattern=cell.pattern)
 

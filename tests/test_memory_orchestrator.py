@@ -29,8 +29,10 @@ PLAN = {"pattern": "sequential", "subtasks": [
 
 
 class FixedIntent:
+    """CLINC150's label, with no intent template: the planner is asked, and sees the recalled memories."""
+
     def classify(self, text: str) -> IntentResult:
-        return IntentResult(label="calculate", confidence=0.9, out_of_scope=False)
+        return IntentResult(label="calculator", confidence=0.9, out_of_scope=False)
 
 
 def scripted_deps(memory) -> OrchestratorDeps:
@@ -41,21 +43,27 @@ def scripted_deps(memory) -> OrchestratorDeps:
         worker=WorkerAgent(ScriptedChatModel.of([
             {"action": "call_tool", "tool": "calculator", "args": {"expression": "17*23"}},
             {"action": "finish", "answer": "391"}] * 2), tools),
-        synthesizer=Synthesizer(ScriptedChatModel.of(["17 times 23 is 391.", "Again 391."])))
+        synthesizer=Synthesizer(ScriptedChatModel.of([])))
 
 
 def test_a_second_run_recalls_the_first_and_both_are_remembered_once(tmp_path, embedder):
     memory = open_embedded(tmp_path / "memory.sqlite", embedder)
     deps = scripted_deps(memory)
     graph = build_orchestrator(deps, sqlite_checkpointer(tmp_path / "cp.sqlite"))
-    run_request(graph, "What is 17 times 23?", run_id="run-1", user_id="ana")
-    run_request(graph, "Multiply 17 by 23 please", run_id="run-2", user_id="ana")
+    first = run_request(graph, "What is 17 times 23?", run_id="run-1", user_id="ana")
+    second = run_request(graph, "Multiply 17 by 23 please", run_id="run-2", user_id="ana")
+    # one subtask per plan: the worker's result is the answer, no synthesizer call
+    assert (first.answer, second.answer) == ("391", "391") and deps.synthesizer.model.seen == []
+    assert "Relevant memory" not in deps.decomposer.model.seen[0][-1].content  # nothing to recall yet
+    # the second run is told what the user asked before, never the earlier answer
     planner_prompt = deps.decomposer.model.seen[1][-1].content
-    assert "Relevant memory: Request: What is 17 times 23?" in planner_prompt
-    assert "Memory: Request: What is 17 times 23?" in deps.worker.model.seen[2][-1].content
+    assert "Relevant memory: earlier the user asked: 'What is 17 times 23?'" in planner_prompt
+    assert "391" not in planner_prompt
+    worker_prompt = deps.worker.model.seen[2][-1].content
+    assert "earlier the user asked: 'What is 17 times 23?'" in worker_prompt and "391" not in worker_prompt
     prov = memory.provenance("run-1", user_id="ana")
     assert prov.of_kind("ToolCall")[0].props["output"] == "391"
-    assert prov.node("run:run-1").props["answer"] == "17 times 23 is 391."
+    assert prov.node("run:run-1").props["answer"] == "391"
     # replaying the finished run's episode (a retried remember) writes nothing new
     count = memory.count(user_id="ana")
     state = graph.get_state({"configurable": {"thread_id": "run-1"}}).values
@@ -71,6 +79,13 @@ def test_settings_default_to_embedded_memory_under_home(tmp_path, monkeypatch, e
     assert settings.memory.backend == "embedded" and settings.memory_path == tmp_path / "memory.sqlite"
     store = open_memory(settings.memory, settings.memory_path, embedder)
     assert store is not None and store.recall("anything", 3) == []
+    # only what is close in meaning comes back (min_score 0.5): an unrelated request recalls nothing
+    from tests.test_memory_backends import LISBON
+
+    assert settings.memory.min_score == 0.5
+    store.remember(LISBON)
+    assert store.recall("Plan a weekend trip to Lisbon", 3)[0].startswith("Request: Plan a weekend in Lisbon")
+    assert store.recall("What is 17 times 23?", 3) == []
     store.close()
     assert open_memory(MemoryConfig(enabled=False), settings.memory_path) is None
 
@@ -111,3 +126,44 @@ def test_memory_cli_shows_searches_and_forgets(tmp_path, embedder):
     assert "run-lisbon" in cli("search", "Portugal trip", "--user", "ana").stdout
     assert "forgot 3 memories" in cli("forget", "--user", "ana").stdout
     assert cli("show", "run-lisbon", "--user", "ana").returncode == 2
+
+
+def test_forget_removes_the_users_text_from_memory_and_checkpoints(tmp_path, embedder):
+    # `memory forget` used to empty memory and leave 25 copies of the request in checkpoints.sqlite.
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    from graphs.runner import run_request, sqlite_checkpointer
+
+    class State(TypedDict, total=False):
+        request: str
+        user_id: str
+        answer: str
+
+    graph = StateGraph(State)
+    graph.add_node("answer", lambda s: {"answer": f"noted: {s['request']}"})
+    graph.add_edge(START, "answer")
+    graph.add_edge("answer", END)
+    saver = sqlite_checkpointer(tmp_path / "checkpoints.sqlite")
+    compiled = graph.compile(checkpointer=saver)
+    secret, other = "ana-zebra-secret-7731", "bob-keeps-this-4410"
+    run_request(compiled, f"remember {secret}", run_id="ana-1", user_id="ana")
+    run_request(compiled, f"remember {secret} again", run_id="ana-2", user_id="ana")
+    run_request(compiled, f"remember {other}", run_id="bob-1", user_id="bob")
+    saver.conn.close()
+    with open_embedded(tmp_path / "memory.sqlite", embedder) as store:
+        for run_id, user, text in [("ana-1", "ana", secret), ("bob-1", "bob", other)]:
+            store.remember({"run_id": run_id, "request": f"remember {text}", "answer": "noted"}, user_id=user)
+
+    def copies(text: str) -> int:
+        return sum(p.read_bytes().count(text.encode()) for p in tmp_path.rglob("*") if p.is_file())
+
+    assert copies(secret) > 0
+    env = {**os.environ, "TIERFLOW_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "tierflow.cli", "memory", "forget", "--user", "ana"],
+                          capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "deleted the checkpoints of 2 run(s)" in done.stdout
+    assert copies(secret) == 0  # not in any store, not in free pages or a write-ahead log
+    assert copies(other) > 0  # another user's runs are untouched

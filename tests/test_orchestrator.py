@@ -25,6 +25,9 @@ class FixedIntent:
         return self.result
 
 
+# A label with no intent template (CLINC150's, as a trained intent model gives it): the planner model is asked.
+# The demo's calculate/explain/write intents have single-step templates and skip the planner call.
+PLANNED = FixedIntent("calculator")
 PLAN = {"pattern": "sequential", "subtasks": [
     {"id": "calc", "goal": "compute 17*23", "role": "analyst", "tools": ["calculator"], "depends_on": []},
     {"id": "say", "goal": "report", "role": "writer", "tools": [], "depends_on": ["calc"]}]}
@@ -40,11 +43,11 @@ def deps(planner, worker, synth, intent=None, **kw) -> OrchestratorDeps:
 
 def test_a_request_flows_through_every_node_and_is_checkpointed(tmp_path):
     d = deps([PLAN], [{"action": "call_tool", "tool": "calculator", "args": {"expression": "17*23"}},
-                      {"action": "finish", "answer": "391"}, "It is 391."], ["17 times 23 is 391."])
+                      {"action": "finish", "answer": "391"}, "It is 391."], ["17 times 23 is 391."], PLANNED)
     graph = build_orchestrator(d, sqlite_checkpointer(tmp_path / "cp.sqlite"))
     result = run_request(graph, "what is 17*23?", run_id="run-1")
-    assert result.answer == "17 times 23 is 391."
-    assert result.intent["label"] == "calculate" and result.pattern == "sequential"
+    assert result.answer == "17 times 23 is 391." and result.status == "done" and result.errors == []
+    assert result.intent["label"] == "calculator" and result.pattern == "sequential"
     assert result.plan["source"] == "model"
     assert [(r["subtask_id"], r["output"]) for r in result.results] == [("calc", "391"), ("say", "It is 391.")]
     # planner, two worker steps, the second worker, synthesizer: five calls, all accounted
@@ -56,6 +59,17 @@ def test_a_request_flows_through_every_node_and_is_checkpointed(tmp_path):
     reopened = build_orchestrator(d, sqlite_checkpointer(tmp_path / "cp.sqlite"))
     state = reopened.get_state({"configurable": {"thread_id": "run-1"}})
     assert state.values["answer"] == "17 times 23 is 391." and state.next == ()
+
+
+def test_a_single_step_template_answers_with_its_result_without_planner_or_synthesizer():
+    d = deps([], [{"action": "call_tool", "tool": "calculator", "args": {"expression": "17*23"}},
+                  {"action": "finish", "answer": "17*23 is 391."}], [])
+    result = run_request(build_orchestrator(d), "what is 17*23?")
+    assert result.plan["source"] == "template" and [s["id"] for s in result.plan["subtasks"]] == ["compute"]
+    assert "single-step template: no planner call" in result.plan["notes"]
+    assert result.answer == "17*23 is 391." and result.status == "done"
+    assert d.decomposer.model.seen == [] and d.synthesizer.model.seen == []
+    assert len(result.model_calls) == 2  # the worker's two steps only
 
 
 def test_out_of_scope_requests_are_answered_without_running_agents():
@@ -75,16 +89,18 @@ def test_escalation_runs_agents_with_the_generic_plan_and_says_so():
     d = deps(["not a plan"], ["an answer"], ["final"], intent=FixedIntent("oos", 0.7, out_of_scope=True),
              out_of_scope="escalate")
     result = run_request(build_orchestrator(d), "tell me a joke")
-    assert result.answer == "final"
     assert result.plan["source"] == "template" and result.plan["subtasks"][0]["id"] == "answer"
     assert any("escalated" in note for note in result.notes)
+    # the generic plan has one subtask: its result is the answer, the synthesizer is not asked
+    assert result.answer == "an answer" and d.synthesizer.model.seen == []
 
 
 def test_a_pattern_that_is_not_available_runs_sequentially_and_is_noted():
     from graphs.patterns.sequential import build_sequential
 
     plan = {**PLAN, "pattern": "peer"}
-    d = deps([plan], [{"action": "finish", "answer": "391"}, "ok"], ["done"], patterns={"sequential": build_sequential})
+    d = deps([plan], [{"action": "finish", "answer": "391"}, "ok"], ["done"], PLANNED,
+             patterns={"sequential": build_sequential})
     result = run_request(build_orchestrator(d), "what is 17*23?")
     assert result.pattern == "sequential"
     assert "pattern 'peer' is not available; ran sequential" in result.notes
@@ -99,12 +115,28 @@ def test_a_failing_tier_is_survived_and_the_results_are_not_lost():
     request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
     down = openai.APIConnectionError(request=request)
     d = deps([PLAN], [{"action": "call_tool", "tool": "calculator", "args": {"expression": "17*23"}},
-                      {"action": "finish", "answer": "391"}, down], [down])
+                      {"action": "finish", "answer": "391"}, down], [down], PLANNED)
     result = run_request(build_orchestrator(d), "what is 17*23?")
     assert result.results[1]["stopped"] == "error" and "Connection error" in result.results[1]["error"]
     assert result.answer == "391"  # the synthesizer fell back to the results it had
+    assert result.status == "partial" and len(result.errors) == 1
+    assert result.errors[0].startswith("subtask say (writer) failed:") and "Connection error" in result.errors[0]
     assert any(note.startswith("synthesis fell back") for note in result.notes)
     assert [c.error is not None for c in result.model_calls] == [False, False, False, True, True]
+
+
+def test_a_run_whose_every_subtask_failed_fails_without_a_made_up_answer():
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    down = openai.APIConnectionError(request=request)
+    d = deps([PLAN], [down, down], ["an invented answer"], PLANNED)
+    result = run_request(build_orchestrator(d), "what is 17*23?")
+    assert result.status == "failed" and result.answer == "" and not result.ok
+    assert [e.split(":")[0] for e in result.errors[:2]] == ["subtask calc (analyst) failed",
+                                                           "subtask say (writer) failed"]
+    # the failed model calls are named too (the same failure twice is said once)
+    assert result.errors[2:] == [
+        "model call on tier scripted (rule direct) failed: APIConnectionError: Connection error."]
+    assert d.synthesizer.model.seen == []  # no model is asked to answer from nothing
 
 
 @pytest.mark.parametrize("request_text", ["", "   ", "x" * 20_001])

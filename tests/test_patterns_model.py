@@ -17,8 +17,8 @@ PAIR = [{"id": "facts", "goal": "Name one fact about tea.", "role": "researcher"
 
 
 @pytest.fixture(scope="module")
-def small_model(mobile_registry):
-    return mobile_registry.chat_model("mobile").bind(max_tokens=24)  # short answers keep the runs cheap
+def small_model(tiny_registry):
+    return tiny_registry.chat_model("tiny").bind(max_tokens=24)  # short answers keep the runs cheap
 
 
 def run(team: Team, subtasks: list[dict]) -> tuple:
@@ -28,11 +28,11 @@ def run(team: Team, subtasks: list[dict]) -> tuple:
 
 
 @pytest.mark.parametrize("pattern", ["sequential", "parallel"])
-def test_sequential_and_parallel_teams_answer_every_subtask_on_the_mobile_tier(small_model, pattern):
+def test_sequential_and_parallel_teams_answer_every_subtask_on_the_tiny_tier(small_model, pattern):
     result, calls = run(Team(pattern, WorkerAgent(small_model, ToolRegistry(native_tools()))), PAIR)
     assert [r.subtask_id for r in result.results] == ["facts", "line"]
     assert all(r.stopped == "finished" and r.output for r in result.results)
-    assert [c.tier for c in calls] == ["mobile", "mobile"] and all(c.output_tokens <= 24 for c in calls)
+    assert [c.tier for c in calls] == ["tiny", "tiny"] and all(c.output_tokens <= 24 for c in calls)
 
 
 def test_a_hierarchical_team_records_each_supervisor_decision_as_model_or_fallback(small_model):
@@ -44,7 +44,7 @@ def test_a_hierarchical_team_records_each_supervisor_decision_as_model_or_fallba
     for d in result.decisions:
         assert d["source"] in ("model", "fallback") and (d["source"] == "model" or d["reason"])
         assert d["kind"] != "assign" or d["choice"] in worker.roles
-    assert len(calls) == 3 and {c.tier for c in calls} == {"mobile"}  # assign, work, review
+    assert len(calls) == 3 and {c.tier for c in calls} == {"tiny"}  # assign, work, review
 
 
 def test_a_peer_team_reaches_a_decision_with_valid_votes(small_model):

@@ -31,7 +31,12 @@ class Clock:
 
 
 def router(tiers: dict[str, TierConfig], clock=time.monotonic, **policy) -> TierRouter:
-    registry = TierRegistry({**default_tiers(), **tiers}, "mobile")
+    """A router over the in-process ``tiny`` tier (SmolLM2) and ``tiers``.
+
+    The default install's Qwen tiers are left out: the router falls back to every declared tier, and these
+    tests are about the routing rules, not about loading the larger models.
+    """
+    registry = TierRegistry({"tiny": default_tiers()["tiny"], **tiers}, "tiny")
     return TierRouter(registry=registry, policy=RoutingPolicy(**policy), clock=clock)
 
 
@@ -39,28 +44,28 @@ def route_of(message) -> dict:
     return message.response_metadata["route"]
 
 
-def only_mobile(info: CallInfo, candidates: list[str]) -> list[str]:
+def only_tiny(info: CallInfo, candidates: list[str]) -> list[str]:
     """A user policy: keep everything on the device for the 'planner' agent."""
-    return [c for c in candidates if c == "mobile"] if info.agent == "planner" else candidates
+    return [c for c in candidates if c == "tiny"] if info.agent == "planner" else candidates
 
 
 def test_private_data_never_leaves_the_device_even_when_cloud_is_preferred(cloud_server):
-    r = router({"cloud": cloud_tier(cloud_server, max_tokens=8)}, order=["cloud", "mobile"])
+    r = router({"cloud": cloud_tier(cloud_server, max_tokens=8)}, order=["cloud", "tiny"])
     public = r.invoke("Say hi.", max_tokens=8)
     assert route_of(public)["tier"] == "cloud" and route_of(public)["rule"] == "preference"
 
     by_pattern = r.invoke("My e-mail is ana@example.org, say hi.", max_tokens=8)
-    assert route_of(by_pattern)["tier"] == "mobile" and route_of(by_pattern)["rule"] == "privacy"
+    assert route_of(by_pattern)["tier"] == "tiny" and route_of(by_pattern)["rule"] == "privacy"
     assert route_of(by_pattern)["skipped"]["cloud"] == "not cleared for private data"
 
     flagged = HumanMessage("Summarise my diary.", additional_kwargs={"private": True})
-    assert route_of(r.invoke([flagged], max_tokens=8))["tier"] == "mobile"
+    assert route_of(r.invoke([flagged], max_tokens=8))["tier"] == "tiny"
     # naming the cloud tier explicitly does not override privacy
-    assert route_of(r.invoke([flagged], tier="cloud", max_tokens=8))["tier"] == "mobile"
+    assert route_of(r.invoke([flagged], tier="cloud", max_tokens=8))["tier"] == "tiny"
     # a run marked private keeps every call on the device
     recorder = ModelCallRecorder()
     r.invoke("Say hi.", {"metadata": {"tierflow_private": True}, "callbacks": [recorder]}, max_tokens=8)
-    assert [c.tier for c in recorder.calls] == ["mobile"]
+    assert [c.tier for c in recorder.calls] == ["tiny"]
 
 
 def test_private_data_with_no_cleared_tier_is_refused(cloud_server):
@@ -72,7 +77,7 @@ def test_private_data_with_no_cleared_tier_is_refused(cloud_server):
 
 def test_a_killed_cloud_server_falls_back_opens_the_circuit_and_closes_after_cooldown(killable_server):
     clock = Clock()
-    r = router({"cloud": cloud_tier(killable_server.base_url, max_tokens=8)}, clock, order=["cloud", "mobile"],
+    r = router({"cloud": cloud_tier(killable_server.base_url, max_tokens=8)}, clock, order=["cloud", "tiny"],
                circuit_failures=1, circuit_cooldown_s=30.0)
     recorder = ModelCallRecorder()
 
@@ -83,13 +88,13 @@ def test_a_killed_cloud_server_falls_back_opens_the_circuit_and_closes_after_coo
     first = r.invoke("Say hi.", {"callbacks": [recorder, KillAfterFirstCall()]}, max_tokens=8)
     assert route_of(first)["tier"] == "cloud"
     second = r.invoke("Say hi.", {"callbacks": [recorder]}, max_tokens=8)
-    assert route_of(second)["tier"] == "mobile" and route_of(second)["fallback_from"] == "cloud"
+    assert route_of(second)["tier"] == "tiny" and route_of(second)["fallback_from"] == "cloud"
     assert route_of(second)["attempt"] == 2 and "Connection" in route_of(second)["reason"]
     assert r.circuit_state("cloud") == "open"
     third = r.invoke("Say hi.", {"callbacks": [recorder]}, max_tokens=8)
     assert route_of(third)["skipped"]["cloud"] == "circuit open after failures" and route_of(third)["attempt"] == 1
     assert [(c.tier, c.rule, c.fallback_from) for c in recorder.calls] == [
-        ("cloud", "preference", None), ("mobile", "fallback", "cloud"), ("mobile", "fallback", None)]
+        ("cloud", "preference", None), ("tiny", "fallback", "cloud"), ("tiny", "fallback", None)]
 
     killable_server.start()
     clock.now += 29.0
@@ -102,10 +107,10 @@ def test_a_killed_cloud_server_falls_back_opens_the_circuit_and_closes_after_coo
 
 
 def test_a_hanging_tier_is_cut_off_at_its_timeout(hanging_server):
-    r = router({"cloud": cloud_tier(hanging_server, timeout_s=1.0, max_retries=0)}, order=["cloud", "mobile"])
+    r = router({"cloud": cloud_tier(hanging_server, timeout_s=1.0, max_retries=0)}, order=["cloud", "tiny"])
     started = time.monotonic()
     reply = r.invoke("Say hi.", max_tokens=8)
-    assert route_of(reply)["tier"] == "mobile" and route_of(reply)["fallback_from"] == "cloud"
+    assert route_of(reply)["tier"] == "tiny" and route_of(reply)["fallback_from"] == "cloud"
     assert "Timeout" in route_of(reply)["reason"]
     assert time.monotonic() - started < 60  # bounded by the timeout, not by the hang
 
@@ -144,37 +149,49 @@ def test_budget_exhaustion_across_parallel_branches_raises_with_exact_usage():
 
 def test_budget_exhaustion_can_degrade_to_the_cheapest_tier(cloud_server):
     pricey = cloud_tier(cloud_server, max_tokens=8, cost_per_1k_input=10.0, cost_per_1k_output=30.0)
-    r = router({"cloud": pricey}, order=["cloud", "mobile"], budget=BudgetPolicy(max_cost=0.01, on_exceed="degrade"))
+    r = router({"cloud": pricey}, order=["cloud", "tiny"], budget=BudgetPolicy(max_cost=0.01, on_exceed="degrade"))
     config = {"metadata": {"tierflow_run_id": "run-d"}}
     first = r.invoke("Say hi.", config, max_tokens=8)
     assert route_of(first)["tier"] == "cloud" and r.ledger("run-d")["cost"] >= 0.01
     second = r.invoke("Say hi.", config, max_tokens=8)
-    assert route_of(second)["tier"] == "mobile" and route_of(second)["rule"] == "budget_degrade"
+    assert route_of(second)["tier"] == "tiny" and route_of(second)["rule"] == "budget_degrade"
     assert "budget exhausted" in route_of(second)["skipped"]["cloud"]
 
 
-def test_schema_failure_escalates_mobile_to_edge_to_cloud_within_the_bound(cloud_server):
-    # three tokens cannot hold the object, so mobile's and edge's answers fail the schema
-    tiny = TierConfig(kind="llamacpp", max_tokens=3, strength=1, json_mode="json_object")
+def test_schema_failure_escalates_tiny_to_edge_to_cloud_within_the_bound(cloud_server):
+    # three tokens cannot hold the object, so tiny's and edge's answers fail the schema
+    short = TierConfig(kind="llamacpp", max_tokens=3, strength=0, json_mode="json_object")
     edge = TierConfig(kind="torch", max_tokens=3, strength=2, n_threads=1, quantize="int8")
     strong = cloud_tier(cloud_server, max_tokens=96, strength=3)
-    tiers = {"mobile": tiny, "edge": edge, "cloud": strong}
+    tiers = {"tiny": short, "edge": edge, "cloud": strong}
     recorder = ModelCallRecorder()
-    r = router(tiers, order=["mobile", "edge", "cloud"], max_escalations=2)
+    r = router(tiers, order=["tiny", "edge", "cloud"], max_escalations=2)
     value = invoke_json(r, "Give a name and an age as JSON.", SCHEMA, {"callbacks": [recorder]})
     assert isinstance(value["name"], str) and isinstance(value["age"], int)
     [call] = recorder.calls
     assert (call.tier, call.rule, call.fallback_from, call.attempt) == ("cloud", "escalation", "edge", 3)
 
-    bounded = router(tiers, order=["mobile", "edge", "cloud"], max_escalations=1)
-    with pytest.raises(StructuredOutputError):  # mobile -> edge, then the bound stops it
+    bounded = router(tiers, order=["tiny", "edge", "cloud"], max_escalations=1)
+    with pytest.raises(StructuredOutputError):  # tiny -> edge, then the bound stops it
         invoke_json(bounded, "Give a name and an age as JSON.", SCHEMA)
 
 
+def test_the_default_tiers_escalate_a_failed_schema_from_tiny_to_mobile():
+    # the default install's ladder: tiny (SmolLM2) -> mobile (Qwen2.5-Coder-0.5B) -> edge (Qwen 1.5B)
+    tiers = {**default_tiers(), "tiny": default_tiers()["tiny"].model_copy(update={"max_tokens": 3})}
+    r = TierRouter(registry=TierRegistry(tiers, "tiny"), policy=RoutingPolicy(max_escalations=1))
+    recorder = ModelCallRecorder()
+    value = invoke_json(r, "Give a name and an age as JSON.", SCHEMA, {"callbacks": [recorder]})
+    assert isinstance(value["name"], str) and isinstance(value["age"], int)
+    [call] = recorder.calls
+    assert (call.tier, call.model, call.rule, call.fallback_from) == (
+        "mobile", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "escalation", "tiny")
+
+
 def test_a_user_policy_function_narrows_the_choice(cloud_server):
-    r = router({"cloud": cloud_tier(cloud_server, max_tokens=8)}, order=["cloud", "mobile"],
-               policy_fn="tests.test_router:only_mobile")
-    assert route_of(r.for_agent("planner").invoke("Say hi.", max_tokens=8))["tier"] == "mobile"
+    r = router({"cloud": cloud_tier(cloud_server, max_tokens=8)}, order=["cloud", "tiny"],
+               policy_fn="tests.test_router:only_tiny")
+    assert route_of(r.for_agent("planner").invoke("Say hi.", max_tokens=8))["tier"] == "tiny"
     assert route_of(r.for_agent("planner").invoke("Say hi.", max_tokens=8))["rule"] == "policy_fn"
     assert route_of(r.for_agent("worker").invoke("Say hi.", max_tokens=8))["tier"] == "cloud"
 
@@ -184,7 +201,7 @@ def test_streaming_through_the_router_reports_the_route():
     total = chunks[0]
     for chunk in chunks[1:]:
         total += chunk
-    assert total.text and total.response_metadata["route"]["tier"] == "mobile"
+    assert total.text and total.response_metadata["route"]["tier"] == "tiny"
     assert total.usage_metadata["output_tokens"] > 0
 
 

@@ -114,10 +114,10 @@ def test_flush_builds_and_exports_within_its_bound(otlp_receiver, tmp_path):
     tracing.close(timeout_s=0.5)
 
 
-def test_routed_calls_get_the_served_model_without_sdk_warnings(otlp_receiver, mobile_registry, tmp_path, caplog):
+def test_routed_calls_get_the_served_model_without_sdk_warnings(otlp_receiver, tiny_registry, tmp_path, caplog):
     from runtimes.router import TierRouter
 
-    router = TierRouter(registry=mobile_registry)
+    router = TierRouter(registry=tiny_registry)
     tracing = open_tracing(otlp_receiver.settings(), env={})
     with caplog.at_level("WARNING", logger="langfuse"):
         run_request(slow_graph(tmp_path, router.bind(max_tokens=4)), "Say hi.", run_id="routed",
@@ -127,7 +127,7 @@ def test_routed_calls_get_the_served_model_without_sdk_warnings(otlp_receiver, m
     spans = otlp_receiver.wait_for(lambda s: any(x.type == "generation" for x in s))
     [generation] = [s for s in spans if s.type == "generation"]
     assert generation.attributes.get("langfuse.observation.model.name") == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert generation.metadata("tier") == "mobile" and generation.metadata("rule") == "preference"
+    assert generation.metadata("tier") == "tiny" and generation.metadata("rule") == "preference"
 
 
 def test_traceparent_says_whether_the_trace_is_sampled(otlp_receiver, tmp_path):
@@ -179,7 +179,7 @@ def test_a_run_that_waits_for_a_human_is_exported_and_its_resume_traced(otlp_rec
     tracing = open_tracing(otlp_receiver.settings(), env={})
     first, second = tracing.handler(), tracing.handler()
     paused = run_request(compiled, "deploy?", run_id="hitl", callbacks=[first])
-    assert paused.status == "interrupted"
+    assert paused.status == "waiting"
     assert tracing.flush() is True  # the paused run's trace leaves now, not when (if ever) it resumes
     spans = otlp_receiver.wait_for(lambda s: any(x.trace_id == first.trace_ids[0] and x.name == "ask" for x in s))
     assert any(s.trace_id == first.trace_ids[0] and s.name == "ask" for s in spans)

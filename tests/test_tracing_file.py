@@ -29,7 +29,7 @@ def test_a_trace_file_alone_turns_tracing_on_and_sends_nothing(tmp_path, monkeyp
     spans = list(read_spans(path))
     assert {s["session_id"] for s in spans} == {"run-f"} and {s["user_id"] for s in spans} == {"bob"}
     [root] = [s for s in spans if s["parent_id"] is None]
-    assert root["name"] == "tierflow.run" and {"intent:calculate", "pattern:sequential"} <= set(root["tags"])
+    assert root["name"] == "tierflow.run" and {"intent:calculator", "pattern:sequential"} <= set(root["tags"])
     generations = [s for s in spans if s["type"] == "generation"]
     assert len(generations) == 5
     assert all(g["metadata"]["tier"] == "scripted" and g["usage_details"]["input"] == 10 for g in generations)

@@ -110,7 +110,7 @@ def test_tierflow_resume_is_traced_like_run(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "tierflow.cli"]
     asked = subprocess.run([*cli, "run", "--graph", spec, "--run-id", "traced-1", "--confirm-plan", "--json",
                             "explain"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert asked.returncode == 0 and json.loads(asked.stdout)["status"] == "interrupted", asked.stderr
+    assert asked.returncode == 0 and json.loads(asked.stdout)["status"] == "waiting", asked.stderr
     trace_file = tmp_path / "resume.jsonl"
     resumed = subprocess.run([*cli, "resume", "traced-1", "--graph", spec, "--answer", "yes", "--json",
                               "--trace-file", str(trace_file)], cwd=REPO, env=env, capture_output=True, text=True,

@@ -73,6 +73,12 @@ def check_fits(settings: Settings, registry: TierRegistry, request: str) -> None
     registry.ensure_fits(request, {settings.tier_for(kind) for kind in AGENT_KINDS})
 
 
+def run_tiers(settings: Settings) -> set[str]:
+    """The tiers a run's agents try first: their own tier, or the head of ``routing.order``."""
+    first = settings.routing.order[:1]
+    return {settings.agent_tiers.get(kind) or (first[0] if first else settings.default_tier) for kind in AGENT_KINDS}
+
+
 def check_tiers(registry: TierRegistry, names: Iterable[str | None] | None = None) -> None:
     """Fail at start, not mid-run, when a tier cannot load or be reached (what doctor reports).
 

@@ -73,7 +73,7 @@ def run(
     _offline_env()
     from graphs.runner import check_request, run_request
     from runtimes.registry import TierRegistry
-    from tierflow.app import build_deps, build_graph, check_fits, check_tiers
+    from tierflow.app import build_deps, build_graph, check_fits, check_tiers, run_tiers
     from tierflow.settings import load_settings, tier_overrides
     from tierflow.traces_cli import open_run_tracing
 
@@ -87,7 +87,7 @@ def run(
         run_tracing = open_run_tracing(settings, trace_file)
         with err.status("loading models…", spinner="dots") if not as_json else _null():
             registry = TierRegistry(settings.tiers, settings.default_tier)
-            check_tiers(registry)
+            check_tiers(registry, run_tiers(settings))  # only what this run starts on: others load when routed to
             check_fits(settings, registry, request)
             deps = build_deps(settings, registry=registry, classifier=_LazyClassifier(settings) if graph else None)
             deps.confirm_plan = confirm_plan
@@ -104,18 +104,20 @@ def run(
 
 
 def _print_result(result, as_json: bool) -> None:
+    """Print the answer (or one JSON object); a failed run exits 1 after saying why."""
     if as_json:
         payload = result.model_dump(include={"answer", "intent", "plan", "pattern", "model_calls", "run_id",
-                                             "elapsed_s", "notes", "status", "interrupt"})
+                                             "elapsed_s", "results", "notes", "status", "errors", "interrupt"})
         for call in payload["model_calls"]:
             call["latency_ms"] = round(call["latency_ms"], 1)
         out.print_json(json.dumps(payload)) if sys.stdout.isatty() else print(json.dumps(payload))
-        return
-    if result.status == "interrupted":
+    elif result.status == "waiting":
         out.print(f"[bold]question:[/] {(result.interrupt or {}).get('question')}", highlight=False)
         out.print(f"continue with: tierflow resume {result.run_id} --answer '...'", highlight=False, markup=False)
-        return
-    _print_summary(result)
+    else:
+        _print_summary(result)
+    if result.status == "failed":
+        raise typer.Exit(1)
 
 
 class _LazyClassifier:
@@ -202,7 +204,10 @@ def resume(
 
 
 def _print_summary(result) -> None:
-    out.print(result.answer, highlight=False, markup=False)
+    if result.status == "failed":
+        out.print("The run failed; no answer.", highlight=False, markup=False)
+    else:
+        out.print(result.answer, highlight=False, markup=False)
     out.print()
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="dim")
@@ -215,12 +220,17 @@ def _print_summary(result) -> None:
         steps = ", ".join(f"{s['id']}:{s['role']}" for s in result.plan["subtasks"])
         table.add_row("plan", f"{result.plan['source']} — {steps}")
     table.add_row("pattern", str(result.pattern))
-    tiers = ", ".join(f"{c.tier}({c.input_tokens}+{c.output_tokens} tok, {c.latency_ms:.0f} ms)"
-                      for c in result.model_calls) or "none"
+    tiers = ", ".join(f"{c.tier}({c.input_tokens}+{c.output_tokens} tok, {c.latency_ms:.0f} ms)" if not c.error
+                      else f"{c.tier}({c.rule or 'direct'}: failed)" for c in result.model_calls) or "none"
     table.add_row("model calls", tiers)
+    table.add_row("status", result.status)
     table.add_row("run id", result.run_id)
     table.add_row("wall time", f"{result.elapsed_s:.2f} s")
     out.print(table)
+    if result.errors:  # why it failed or is partial; failed model calls name their tier and rule
+        err.print("reasons:", highlight=False, markup=False)
+        for reason in result.errors:
+            err.print(f"  - {reason}", highlight=False, markup=False)
 
 
 @app.command()

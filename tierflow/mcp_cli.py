@@ -110,6 +110,9 @@ def serve(
     token: Annotated[str | None, typer.Option("--token", envvar="TIERFLOW_MCP_TOKEN",
                                               help="bearer token clients must send (required off loopback)")] = None,
     root: Annotated[Path | None, typer.Option("--root", help="notes: the folder (default: HOME/notes)")] = None,
+    allow_origin: Annotated[list[str] | None, typer.Option("--allow-origin", help="an extra browser Origin "
+                                                           "allowed on loopback (repeat); default: the server's own")]
+    = None,
     config: Annotated[Path | None, typer.Option("--config", help="settings TOML file")] = None,
 ) -> None:
     """Serve the MCP server NAME on stdio (for MCP hosts) or, with --http, over streamable HTTP."""
@@ -121,6 +124,6 @@ def serve(
     _offline_env()
     try:
         server = build_server(name, config, root)
-        run_server(server, http=http, host=host, port=port, token=token)
+        run_server(server, http=http, host=host, port=port, token=token, allowed_origins=allow_origin)
     except (ServeError, SettingsError, ValueError) as exc:
         raise fail(str(exc)) from None

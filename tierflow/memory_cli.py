@@ -124,7 +124,19 @@ def runs(user: UserOpt = "local", tenant: TenantOpt = None, limit: Annotated[int
 def forget(user: Annotated[str, typer.Option("--user", help="user whose memories to delete")],
            run: Annotated[str | None, typer.Option("--run", help="only this run")] = None,
            tenant: TenantOpt = None, config: ConfigOpt = None) -> None:
-    """Delete a user's memories (or one run of them) from both the vector and the graph store."""
+    """Delete a user's memories (or one run of them) from both stores, and their runs' checkpoints."""
+    from graphs.runner import forget_checkpoints, make_checkpointer
+    from tierflow.settings import load_settings
+
     with _opened(config) as store:
         result = store.forget(user_id=user, tenant=tenant, run_id=run)
-    out.print(f"forgot {result.memories} memories and {result.nodes} graph nodes", highlight=False)
+    settings = load_settings(config)
+    checkpointer = make_checkpointer(settings.checkpointer, settings.home)
+    try:
+        threads = forget_checkpoints(checkpointer, user, run)
+    finally:
+        conn = getattr(checkpointer, "conn", None)
+        if conn is not None:
+            conn.close()
+    out.print(f"forgot {result.memories} memories and {result.nodes} graph nodes; deleted the checkpoints of "
+              f"{threads} run(s)", highlight=False)

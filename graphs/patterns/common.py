@@ -13,7 +13,7 @@ from langgraph.types import interrupt
 
 from agents.plan import Subtask
 from agents.worker import WorkerAgent, WorkerResult
-from runtimes.errors import ContextLengthExceeded
+from runtimes.errors import RUN_ENDING_ERRORS
 
 T = TypeVar("T")
 
@@ -120,7 +120,7 @@ def run_agent(agent: Agent, subtask: Subtask, request: str, prior: Mapping[str, 
     """
     try:
         return call_with_timeout(lambda: agent.run(subtask, request, prior, memories, config), timeout_s)
-    except (GraphBubbleUp, ContextLengthExceeded):
+    except (GraphBubbleUp, *RUN_ENDING_ERRORS):
         raise
     except Exception as exc:
         return WorkerResult(subtask_id=subtask.id, role=subtask.role, output="", stopped="error",

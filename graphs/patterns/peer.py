@@ -22,11 +22,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import interrupt
 
-from agents.peer import BOARD_TAIL, LLMPeer, PeerAgent, Post, fallback_vote
+from agents.peer import BOARD_TAIL, LLMPeer, PeerAgent, Post, WorkerPeer, fallback_vote
+from agents.plan import Subtask
 from agents.worker import WorkerAgent, WorkerResult
 from graphs.patterns.common import TeamError
 from graphs.state import TeamState
-from runtimes.errors import ContextLengthExceeded
+from runtimes.errors import RUN_ENDING_ERRORS
 
 DECISION_ID = "consensus"
 
@@ -69,7 +70,10 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
         made: dict[str, PeerAgent] = {}
         for s in subtasks:
             role = worker.roles.get(s.get("role", "")) or worker.roles["generalist"]
-            made[s["id"]] = LLMPeer(s["id"], worker.model, f"{role.instructions}\nYour focus: {s['goal']}")
+            instructions = f"{role.instructions}\nYour focus: {s['goal']}"
+            # A subtask with tools proposes through the worker's tool loop: its proposal is tool-grounded.
+            made[s["id"]] = (WorkerPeer(Subtask.model_validate(s), worker, instructions) if s.get("tools")
+                             else LLMPeer(s["id"], worker.model, instructions))
         return made
 
     def each_peer(subtasks: Sequence[dict[str, Any]], act: Callable[[PeerAgent], dict[str, Any]],
@@ -89,11 +93,17 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
 
         def act(peer: PeerAgent) -> dict[str, Any]:
             try:
+                if isinstance(peer, WorkerPeer):
+                    result = peer.propose_result(state["request"], board, config)
+                    return Post(round=rnd, author=peer.name, kind="proposal", text=result.output.strip(),
+                                source="fallback" if result.failed else "model",
+                                reason=result.error if result.failed else None,
+                                tool_calls=[c.model_dump() for c in result.tool_calls]).model_dump()
                 text = peer.propose(state["request"], board, config).strip()
                 return Post(round=rnd, author=peer.name, kind="proposal", text=text,
                             source="model" if text else "fallback",
                             reason=None if text else "empty proposal").model_dump()
-            except (GraphBubbleUp, ContextLengthExceeded):
+            except (GraphBubbleUp, *RUN_ENDING_ERRORS):
                 raise
             except Exception as exc:  # a failing peer abstains from proposing; the others go on
                 return Post(round=rnd, author=peer.name, kind="proposal", text="", source="fallback",
@@ -115,7 +125,7 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
                 ballot = peer.vote(state["request"], proposals, board, config)
                 if ballot.choice not in authors:
                     ballot = fallback_vote(peer.name, proposals, f"vote {ballot.choice!r} names no proposal")
-            except (GraphBubbleUp, ContextLengthExceeded):
+            except (GraphBubbleUp, *RUN_ENDING_ERRORS):
                 raise
             except Exception as exc:  # a failing voter gets the deterministic vote, recorded as such
                 ballot = fallback_vote(peer.name, proposals, f"{type(exc).__name__}: {exc}")
@@ -175,7 +185,8 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
             role = subtasks.get(author, {}).get("role", "peer")
             results.append(WorkerResult(subtask_id=author, role=role, output=post.get("text", ""), steps=state["round"],
                                         stopped="finished" if post.get("text") else "error",
-                                        error=post.get("reason")).model_dump())
+                                        error=post.get("reason"), tool_calls=post.get("tool_calls") or []
+                                        ).model_dump())
         decision = state["decision"]
         results.append(WorkerResult(subtask_id=DECISION_ID, role="peer", output=decision["text"],
                                     steps=decision["round"], stopped="finished" if decision["winner"] else "error",
