@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 from pathlib import Path
@@ -22,7 +23,7 @@ DatasetKind = Literal["jsonl", "clinc150", "bfcl", "nestful"]
 # Fields that only some dataset kinds read; giving one to another kind is a mistake worth an error.
 _DATASET_FIELDS: dict[str, set[str]] = {"split": {"clinc150"}, "per_label": {"clinc150"}, "category": {"bfcl"},
                                         "collection": {"nestful"}, "distractors": {"nestful"},
-                                        "skip_invalid": {"nestful"}}
+                                        "skip_invalid": {"nestful"}, "ids": {"jsonl"}}
 
 
 class DatasetSpec(BaseModel):
@@ -43,6 +44,8 @@ class DatasetSpec(BaseModel):
     distractors: int = Field(2, ge=0, le=50)
     skip_invalid: bool = False
     limit: int | None = Field(None, ge=1)
+    ids: list[str] | None = Field(None, min_length=1, description="keep only items whose id matches one of these "
+                                                                  "shell patterns (a slice of a bigger suite)")
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> DatasetSpec:
@@ -73,7 +76,13 @@ class DatasetSpec(BaseModel):
                 log.warning("skipped a bad NESTFUL row: %s", error)
             return items
         assert self.path is not None
-        return load_jsonl(self.path, self.limit)
+        if not self.ids:
+            return load_jsonl(self.path, self.limit)
+        items = [i for i in load_jsonl(self.path) if any(fnmatch.fnmatchcase(i.id, p) for p in self.ids)]
+        unmatched = [p for p in self.ids if not any(fnmatch.fnmatchcase(i.id, p) for i in items)]
+        if unmatched:
+            raise DatasetError(f"dataset.ids {unmatched} match no item of {self.path}")
+        return items[: self.limit] if self.limit else items
 
 
 TaskKind = Literal["intent", "run", "function_call", "plan"]

@@ -1,6 +1,6 @@
 """A suite run as a Langfuse experiment: dataset items, one trace per item, every metric a score on it.
 
-The real SDK exports to the local receiver of tests/fixtures_tracing.py; the model is the real mobile tier.
+The real SDK exports to the local receiver of tests/fixtures_tracing.py; the model is the real tiny tier (SmolLM2-135M).
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from tracing import open_tracing
 
 def bfcl_suite() -> Suite:
     return Suite(name="bfcl-two", dataset=DatasetSpec(kind="bfcl", limit=2), task=TaskSpec(kind="function_call"),
-                 scorers=["bfcl_ast", "usage"], matrix=Matrix(tiers=["mobile"]))
+                 scorers=["bfcl_ast", "usage"], matrix=Matrix(tiers=["tiny"]))
 
 
 @pytest.mark.model
 @pytest.mark.server
-def test_each_item_is_a_trace_with_its_metrics_as_scores(otlp_receiver, mobile_registry, tmp_path: Path):
+def test_each_item_is_a_trace_with_its_metrics_as_scores(otlp_receiver, tiny_registry, tmp_path: Path):
     suite = bfcl_suite()
     items = load_bfcl("simple_python", limit=2)
     tracing = open_tracing(otlp_receiver.settings(), env={})
     experiment = LangfuseExperiment(tracing, suite, items, run_name="bfcl-two-20250101T000000Z")
-    task = FunctionCallTask(lambda cell: mobile_registry.chat_model(cell.tier))
+    task = FunctionCallTask(lambda cell: tiny_registry.chat_model(cell.tier))
     records = run_suite(suite, task, items, tmp_path / "r.jsonl", progress=False, observer=experiment)
     assert experiment.close() is True
     assert [r["error"] for r in records] == [None, None]
@@ -65,7 +65,7 @@ def test_each_item_is_a_trace_with_its_metrics_as_scores(otlp_receiver, mobile_r
     for record in records:
         sent = next(v for v in by_trace.values() if v.get("input_tokens") == record["metrics"]["input_tokens"])
         assert sent["bfcl_ast"] == record["metrics"]["bfcl_ast"] and sent["passed"] == float(record["passed"])
-        assert record["metrics"]["input_tokens"] > 0 and record["metrics"]["tier_share.mobile"] == 1.0
+        assert record["metrics"]["input_tokens"] > 0 and record["metrics"]["tier_share.tiny"] == 1.0
     assert experiment.summary()["traces"] == 2 and experiment.summary()["failures"] == []
 
 
@@ -74,7 +74,7 @@ def test_each_item_is_a_trace_with_its_metrics_as_scores(otlp_receiver, mobile_r
 @pytest.mark.server
 def test_tierflow_eval_with_langfuse_configured_is_an_experiment(otlp_receiver, tmp_path: Path):
     env = otlp_receiver.env()
-    result = CliRunner().invoke(app, ["eval", "bfcl-simple", "--limit", "2", "--json", "--no-html",
+    result = CliRunner().invoke(app, ["eval", "bfcl-simple", "--limit", "2", "--tier", "tiny", "--json", "--no-html",
                                       "--out", str(tmp_path)], env=env)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -82,7 +82,7 @@ def test_tierflow_eval_with_langfuse_configured_is_an_experiment(otlp_receiver, 
     assert langfuse["traces"] == 2 and langfuse["dataset_items"] == 2 and langfuse["failures"] == []
     assert langfuse["flushed"] is True
     assert langfuse["run_name"].startswith("bfcl-simple-") and langfuse["dataset"] == "tierflow-bfcl-simple"
-    metrics = report["cells"]["tier=mobile,pattern=auto"]["metrics"]
+    metrics = report["cells"]["tier=tiny,pattern=auto"]["metrics"]
     names = {s["name"] for s in otlp_receiver.scores}
     assert set(metrics) | {"passed"} == names  # every metric of the report, plus pass/fail
     assert len(otlp_receiver.scores) == langfuse["scores"] == 2 * len(names)

@@ -1,4 +1,7 @@
-"""Shipped BFCL and NESTFUL suites through ``tierflow eval`` on the real mobile tier, and suites that cannot work."""
+"""Shipped BFCL and NESTFUL suites through ``tierflow eval`` on the real tiny tier, and suites that cannot work.
+
+The shipped suites name the default ``mobile`` tier; these runs pick ``tiny`` (SmolLM2-135M) with ``--tier``.
+"""
 
 from __future__ import annotations
 
@@ -57,38 +60,40 @@ def eval_json(*args: str) -> dict:
 
 
 @pytest.mark.model
-def test_bfcl_simple_through_the_cli_on_the_mobile_tier(tmp_path):
-    report = eval_json("bfcl-simple", "--limit", "2", "--out", str(tmp_path))
-    cell = report["cells"]["tier=mobile,pattern=auto"]
+def test_bfcl_simple_through_the_cli_on_the_tiny_tier(tmp_path):
+    report = eval_json("bfcl-simple", "--limit", "2", "--tier", "tiny", "--out", str(tmp_path))
+    assert list(report["cells"]) == ["tier=tiny,pattern=auto"]  # --tier replaces the suite's matrix.tiers
+    cell = report["cells"]["tier=tiny,pattern=auto"]
     assert report["suite"] == "bfcl-simple" and report["task"] == "function_call" and report["items"] == 2
     assert cell["n"] == 2 and cell["errors"] == 0 and 0.0 <= cell["metrics"]["bfcl_ast"] <= 1.0
-    assert cell["metrics"]["tier_share.mobile"] == 1.0 and cell["metrics"]["model_calls"] == 1.0
+    assert cell["metrics"]["tier_share.tiny"] == 1.0 and cell["metrics"]["model_calls"] == 1.0
     assert cell["metrics"]["input_tokens"] > 50 and cell["metrics"]["output_tokens"] > 0
     assert "args_missing" in report["report_only"] and "args_missing" in cell["metrics"]
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["item"] for r in records] == ["simple_python_0", "simple_python_1"]
-    assert all(r["output"]["model_calls"][0]["model"].endswith(".gguf") for r in records)
-    assert "tier mix" in (tmp_path / "report.md").read_text() and "mobile 100%" in (tmp_path / "report.md").read_text()
+    assert all(r["output"]["model_calls"][0]["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf" for r in records)
+    assert "tier mix" in (tmp_path / "report.md").read_text() and "tiny 100%" in (tmp_path / "report.md").read_text()
     # a rerun resumes: nothing is asked again, the report is the same
-    assert eval_json("bfcl-simple", "--limit", "2", "--out", str(tmp_path))["cells"] == report["cells"]
+    assert eval_json("bfcl-simple", "--limit", "2", "--tier", "tiny", "--out", str(tmp_path))["cells"] == \
+        report["cells"]
 
     failed = runner.invoke(app, ["eval", "bfcl-simple", "--limit", "1", "--tier", "moon", "--out", str(tmp_path)])
     assert failed.exit_code == 2 and "unknown tier 'moon'" in failed.output
 
 
 @pytest.mark.model
-def test_nestful_plans_end_to_end_on_the_mobile_tier(tmp_path):
+def test_nestful_plans_end_to_end_on_the_tiny_tier(tmp_path):
     # glaive's tools are described briefly: short prompts keep the small model quick
     suite = write_suite(tmp_path, name="nestful-two", dataset={"kind": "nestful", "collection": "glaive",
                                                                "distractors": 1, "limit": 2},
                         task={"kind": "plan", "max_tokens": 96, "max_calls": 4},
-                        scorers=["plan", "plan_counts", "usage"], matrix={"tiers": ["mobile"]})
+                        scorers=["plan", "plan_counts", "usage"], matrix={"tiers": ["tiny"]})
     report = eval_json(str(suite), "--out", str(tmp_path / "out"))
-    cell = report["cells"]["tier=mobile,pattern=auto"]
+    cell = report["cells"]["tier=tiny,pattern=auto"]
     assert report["task"] == "plan" and cell["n"] == 2 and cell["errors"] == 0
     for metric in ("plan_exact", "plan_names", "plan_partial", "plan_args"):
         assert 0.0 <= cell["metrics"][metric] <= 1.0
-    assert cell["metrics"]["plan_gold_calls"] > 1 and cell["metrics"]["tier_share.mobile"] == 1.0
+    assert cell["metrics"]["plan_gold_calls"] > 1 and cell["metrics"]["tier_share.tiny"] == 1.0
     assert cell["metrics"]["input_tokens"] > 50 and 0 < cell["metrics"]["output_tokens"] <= 96
     records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     for record in records:  # a valid plan, or an unusable reply that was scored as an empty one
