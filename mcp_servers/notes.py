@@ -7,7 +7,10 @@ root are refused, as are files larger than the limits below. Run: ``python -m mc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import secrets
+import stat
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from mcp.server.fastmcp import FastMCP
@@ -16,6 +19,7 @@ from mcp_servers.serve import add_serve_arguments, serve_from_args
 
 MAX_NOTE_CHARS = 100_000
 MAX_PATH_CHARS = 300
+MAX_NAME_BYTES = 200  # below the file system's 255, leaving room for the temp file's prefix and suffix
 MAX_LISTED = 500
 MAX_QUERY_CHARS = 200
 MAX_MATCHES = 50
@@ -43,6 +47,8 @@ class NotesRoot:
         parts = PurePosixPath(path.replace("\\", "/")).parts
         if ".." in parts:
             raise NotesPathError(f"'..' is refused in paths: {path!r}")
+        if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts):
+            raise NotesPathError(f"a name in {path[:60]!r}… is longer than {MAX_NAME_BYTES} bytes")
         real = (self.root / Path(*parts)).resolve()
         if real != self.root and not real.is_relative_to(self.root):
             raise NotesPathError(f"{path!r} leads outside the notes root (through a symlink)")
@@ -53,11 +59,16 @@ class NotesRoot:
 
     def read(self, path: str) -> str:
         real = self.resolve(path)
-        if not real.is_file():
-            raise FileNotFoundError(f"no note {path!r}")
-        if real.stat().st_size > MAX_NOTE_CHARS * 4:
-            raise ValueError(f"note {path!r} is larger than the {MAX_NOTE_CHARS}-character limit")
-        return real.read_text(encoding="utf-8", errors="replace")
+        try:
+            if not real.is_file():
+                raise FileNotFoundError(f"no note {path!r}")
+            if real.stat().st_size > MAX_NOTE_CHARS * 4:
+                raise ValueError(f"note {path!r} is larger than the {MAX_NOTE_CHARS}-character limit")
+            return real.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and exc.filename is None:
+                raise
+            raise NotesPathError(f"cannot read note {path!r}: {exc.strerror or type(exc).__name__}") from None
 
     def write(self, path: str, text: str, overwrite: bool) -> str:
         if len(text) > MAX_NOTE_CHARS:
@@ -65,14 +76,45 @@ class NotesRoot:
         real = self.resolve(path)
         if real == self.root or real.is_dir():
             raise NotesPathError(f"{path!r} is a folder")
+        parts = PurePosixPath(path.replace("\\", "/")).parts
+        if (self.root / Path(*parts)).is_symlink():
+            raise NotesPathError(f"{path!r} is a symlink; notes never replace links")
         if real.exists() and not overwrite:
             raise FileExistsError(f"note {path!r} exists; pass overwrite=true to replace it")
-        real.parent.mkdir(parents=True, exist_ok=True)
-        self.resolve(path)  # re-check after creating folders: a folder may have been swapped for a symlink
-        tmp = real.with_name(f".{real.name}.tmp-{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, real)
+        try:
+            real.parent.mkdir(parents=True, exist_ok=True)
+            self.resolve(path)  # re-check after creating folders: a folder may have been swapped for a symlink
+            self._write_in(real.parent, real.name, text.encode("utf-8"))
+        except OSError as exc:  # strerror only: the message must not show the root's absolute path
+            raise NotesPathError(f"cannot write note {path!r}: {exc.strerror or type(exc).__name__}") from None
         return f"wrote {len(text)} characters to {self.relative(real)}"
+
+    def _write_in(self, folder: Path, name: str, data: bytes) -> None:
+        """Write ``name`` in ``folder`` atomically without following any link: the folder is opened once
+        (O_NOFOLLOW, checked inside the root) and the temp file is created exclusively in it (O_EXCL|O_NOFOLLOW)
+        under a random name, then renamed over the note relative to the same folder handle."""
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            opened = Path(f"/proc/self/fd/{folder_fd}").resolve() if Path("/proc/self/fd").is_dir() else folder
+            if opened != self.root and not opened.is_relative_to(self.root):
+                raise NotesPathError("the note's folder leads outside the notes root")
+            try:
+                if stat.S_ISLNK(os.lstat(name, dir_fd=folder_fd).st_mode):
+                    raise NotesPathError("the note is a symlink; notes never replace links")
+            except FileNotFoundError:
+                pass
+            tmp = f".{name[:100]}.tmp-{secrets.token_hex(8)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder_fd)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=folder_fd)
+                raise
+        finally:
+            os.close(folder_fd)
 
     def list(self, folder: str) -> list[str]:
         base = self.resolve(folder) if folder.strip() else self.root
@@ -113,7 +155,10 @@ class NotesRoot:
         real = self.resolve(path)
         if not real.is_file():
             raise FileNotFoundError(f"no note {path!r}")
-        real.unlink()
+        try:
+            real.unlink()
+        except OSError as exc:
+            raise NotesPathError(f"cannot delete note {path!r}: {exc.strerror or type(exc).__name__}") from None
         return f"deleted {self.relative(real)}"
 
 

@@ -52,6 +52,7 @@ class SQLiteDB:
         with self.lock:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA secure_delete=ON")  # forgotten text is overwritten, not left in free pages
             self.conn.executescript(SCHEMA)
         self.writes = 0
 

@@ -87,3 +87,18 @@ async def test_langchain_mcp_adapters_client_over_stdio_and_http(mcp_http_server
     await tools["write_note"].ainvoke({"path": "n.md", "text": "from langchain"})
     assert (tmp_path / "n.md").read_text() == "from langchain"
 
+
+
+def test_a_loopback_server_without_token_takes_only_its_own_origin(mcp_http_server: HttpServerFactory,
+                                                                  tmp_path: Path) -> None:
+    # Any local web page could drive a token-less loopback server when every localhost:* Origin passed.
+    root = tmp_path / "notes"
+    url = mcp_http_server("mcp_servers.notes", "--root", str(root), token=None)
+    own = url.removesuffix("/mcp")
+    port = own.rsplit(":", 1)[1]
+    for origin in ("http://localhost:1", "http://127.0.0.1:9999", "https://evil.example", "null"):
+        reply = httpx.post(url, json=INIT, headers={**HEADERS, "Origin": origin}, timeout=10)
+        assert reply.status_code == 403, (origin, reply.status_code)
+    for origin in (own, f"http://localhost:{port}"):
+        assert httpx.post(url, json=INIT, headers={**HEADERS, "Origin": origin}, timeout=10).status_code == 200
+    assert httpx.post(url, json=INIT, headers=HEADERS, timeout=10).status_code == 200  # no Origin: not a browser

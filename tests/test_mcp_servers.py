@@ -54,6 +54,47 @@ def test_notes_paths_stay_inside_the_root(tmp_path: Path) -> None:
     assert notes.list("") == ["a/b.md"]  # the symlinks out of the root are not listed
 
 
+def test_a_planted_temp_file_link_cannot_redirect_a_write(tmp_path: Path) -> None:
+    # The old temp name .NAME.tmp-<pid> followed a symlink planted there: the write landed outside the root.
+    root, outside = tmp_path / "notes", tmp_path / "outside"
+    outside.mkdir()
+    notes = NotesRoot(root)
+    for pid in {os.getpid(), os.getppid()}:
+        (notes.root / f".n.md.tmp-{pid}").symlink_to(outside / "planted.txt")
+    assert notes.write("n.md", "hello", overwrite=True) == "wrote 5 characters to n.md"
+    assert not (outside / "planted.txt").exists() and not (notes.root / "n.md").is_symlink()
+    assert (notes.root / "n.md").read_text() == "hello"
+
+
+def test_a_note_that_is_a_link_is_never_replaced(tmp_path: Path) -> None:
+    root, outside = tmp_path / "notes", tmp_path / "outside"
+    outside.mkdir()
+    notes = NotesRoot(root)
+    (notes.root / "inside.md").write_text("target")
+    (notes.root / "alias.md").symlink_to(notes.root / "inside.md")  # a link that stays inside the root
+    with pytest.raises(NotesPathError, match="is a symlink; notes never replace links"):
+        notes.write("alias.md", "changed", overwrite=True)
+    assert (notes.root / "alias.md").is_symlink() and (notes.root / "inside.md").read_text() == "target"
+
+
+def test_notes_errors_never_show_the_roots_absolute_path(tmp_path: Path) -> None:
+    notes = NotesRoot(tmp_path / "notes")
+    for bad in ["x" * 280 + ".md", "a/" + "y" * 250, "deep/" * 10 + "z" * 220]:
+        with pytest.raises(NotesPathError) as caught:
+            notes.write(bad, "text", overwrite=True)
+        assert str(tmp_path) not in str(caught.value)
+    (notes.root / "locked").mkdir()
+    (notes.root / "locked" / "n.md").write_text("x")
+    os.chmod(notes.root / "locked", 0o500)
+    try:
+        if os.geteuid() != 0:  # root ignores directory permissions
+            with pytest.raises(NotesPathError, match="cannot write note") as caught:
+                notes.write("locked/m.md", "text", overwrite=True)
+            assert str(tmp_path) not in str(caught.value)
+    finally:
+        os.chmod(notes.root / "locked", 0o700)
+
+
 @pytest.mark.server
 def test_notes_server_over_stdio(tmp_path: Path) -> None:
     (tmp_path / "outside.txt").write_text("nope")
@@ -112,25 +153,29 @@ def test_calculator_server_over_stdio_with_a_pool() -> None:
 # the tierflow server ---------------------------------------------------------------------------------
 
 class FixedIntent:
-    """An injected classifier (the orchestrator takes any object with ``classify``)."""
+    """An injected classifier (the orchestrator takes any object with ``classify``).
+
+    CLINC150's label, with no intent template: the planner is asked (calculate's one-step template would not).
+    """
 
     def classify(self, text: str) -> IntentResult:
-        return IntentResult(label="calculate", confidence=0.9)
+        return IntentResult(label="calculator", confidence=0.9)
 
 
 PLAN = {"pattern": "sequential", "subtasks": [
-    {"id": "calc", "goal": "compute 17*23", "role": "analyst", "tools": ["calculate"], "depends_on": []},
+    {"id": "calc", "goal": "compute 17*23", "role": "analyst", "tools": ["calc_calculate"], "depends_on": []},
     {"id": "count", "goal": "count words", "role": "writer", "tools": ["word_count"], "depends_on": ["calc"]}]}
 
 
 @pytest.mark.server
 @pytest.mark.anyio
 async def test_tierflow_server_runs_the_orchestrator_with_mcp_tools(tmp_path: Path) -> None:
-    # Agents use an MCP tool (calculate, from the calculator server) and a native one from one registry.
-    with McpClient({"calc": stdio_server("mcp_servers.calculator")}) as client:
+    # Agents use an MCP tool (calculate, from the calculator server) and a native one from one registry;
+    # the server's tools get a prefix, since its convert_units would clash with the native one.
+    with McpClient({"calc": stdio_server("mcp_servers.calculator", prefix="calc_")}) as client:
         tools = ToolRegistry([*native_tools(), *client.tools()])
         worker_model = ScriptedChatModel.of([
-            {"action": "call_tool", "tool": "calculate", "args": {"expression": "17*23"}},
+            {"action": "call_tool", "tool": "calc_calculate", "args": {"expression": "17*23"}},
             {"action": "finish", "answer": "391"},
             {"action": "call_tool", "tool": "word_count", "args": {"text": "it is 391"}},
             {"action": "finish", "answer": "3 words"}])
@@ -142,7 +187,7 @@ async def test_tierflow_server_runs_the_orchestrator_with_mcp_tools(tmp_path: Pa
         server = build_tierflow_server(
             run_task=lambda request, progress: run_request(graph, request, callbacks=[NodeProgress(progress)]),
             classify=lambda text: deps.classifier.classify(text).model_dump(),
-            plan=lambda request: deps.decomposer.decompose(request, "calculate").model_dump(),
+            plan=lambda request: deps.decomposer.decompose(request, "calculator").model_dump(),
             catalog=lambda: {"graphs": [{"name": "orchestrator", "patterns": sorted(deps.patterns)}],
                              "intents": ["calculate"], "agents": sorted(deps.worker.roles)})
         progress: list[tuple[float, float | None, str | None]] = []
@@ -160,8 +205,9 @@ async def test_tierflow_server_runs_the_orchestrator_with_mcp_tools(tmp_path: Pa
             assert not result.isError, result.content
             out = result.structuredContent
             assert out["answer"] == "17 times 23 is 391." and out["tiers_used"] == ["scripted"]
-            assert out["intent"] == "calculate" and out["model_calls"] == 6 and len(out["run_id"]) == 32
-            assert worker_model.seen[1][-1].content.startswith("Tool calculate returned: 391")
+            assert out["status"] == "done" and out["errors"] == []
+            assert out["intent"] == "calculator" and out["model_calls"] == 6 and len(out["run_id"]) == 32
+            assert worker_model.seen[1][-1].content.startswith("Tool calc_calculate returned: 391")
             steps = [m for _, _, m in progress]
             assert steps[0] == "queued" and steps[-1] == "done"
             assert [s for s in steps if s.startswith("step ")] == [
@@ -169,7 +215,7 @@ async def test_tierflow_server_runs_the_orchestrator_with_mcp_tools(tmp_path: Pa
                 "step remember"]
             assert [d for d, _, _ in progress] == sorted(d for d, _, _ in progress)
             intent = await session.call_tool("classify_intent", {"text": "what is 2+2"})
-            assert intent.structuredContent["label"] == "calculate"
+            assert intent.structuredContent["label"] == "calculator"
             bad = await session.call_tool("run_task", {"request": "   "})
             assert bad.isError and "request is empty" in bad.content[0].text
             resources = {str(r.uri) for r in (await session.list_resources()).resources}

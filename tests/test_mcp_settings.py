@@ -43,6 +43,7 @@ args = ["-m", "mcp_servers.calculator"]
 cwd = "{REPO}"
 stateless = true
 pool_size = 2
+prefix = "calc_"
 [mcp_servers.notes]
 command = "{sys.executable}"
 args = ["-m", "mcp_servers.notes", "--root", "{tmp_path / 'notes'}"]
@@ -53,9 +54,25 @@ allow_roles = ["writer", "researcher"]
     # An injected classifier, as in test_orchestrator; chat models load lazily, so no model runs here.
     deps = build_deps(settings, classifier=FixedIntent())
     names = deps.worker.tools.names
-    assert {"calculator", "word_count", "calculate", "convert_units", "notes_write_note"} <= set(names)
+    assert {"calculator", "convert_units", "word_count", "calc_calculate", "calc_convert_units",
+            "notes_write_note"} <= set(names)
     assert "notes_write_note" in deps.decomposer.tools  # the planner may plan with MCP tools
     tool = deps.worker.tools.get("notes_write_note")
     assert tool.invoke({"path": "a.md", "text": "hi"}) == "wrote 2 characters to a.md"
     assert (tmp_path / "notes" / "a.md").read_text() == "hi"
     assert tool.allow_roles == ["writer", "researcher"]
+
+
+@pytest.mark.server
+def test_a_server_tool_named_like_a_native_one_asks_for_a_prefix(tmp_path: Path) -> None:
+    # the calculator server has convert_units, and so do the native tools
+    settings = load_settings(write(tmp_path, f"""
+home = "{tmp_path / 'home'}"
+[mcp_servers.calc]
+command = "{sys.executable}"
+args = ["-m", "mcp_servers.calculator"]
+cwd = "{REPO}"
+"""))
+    with pytest.raises(ValueError, match="tool 'convert_units' is registered twice "
+                                         r"\(MCP server 'calc' has a tool of that name: give the server a `prefix`\)"):
+        build_deps(settings, classifier=FixedIntent())
