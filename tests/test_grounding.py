@@ -50,8 +50,8 @@ def test_ground_schema_rewrites_declared_arguments_only():
     assert "x-tierflow-grounded" not in prop and "x-tierflow-constants" not in prop
     assert re.fullmatch(prop["pattern"], "17*23") and re.fullmatch(prop["pattern"], "17/100")  # 100: declared
     assert not re.fullmatch(prop["pattern"], "17*391")
-    units = ground_schema(args_json_schema(tools.get("convert_units")), ["5"])
-    assert units["properties"]["value"]["enum"] == ["5"] and "km" in units["properties"]["from_unit"]["enum"]
+    units = ground_schema(args_json_schema(tools.get("convert_units")), ["5"], "convert 5 km to miles")
+    assert units["properties"]["value"]["enum"] == ["5"] and units["properties"]["from_unit"]["enum"] == ["km", "miles"]
 
 
 def test_a_grounded_tool_without_numbers_to_use_leaves_the_action_schema():
@@ -87,3 +87,11 @@ def test_mention_grounding_keeps_the_units_the_request_names(text, units):
     grounded = ground_schema(args_json_schema(tools.get("convert_units")), numbers_in(text), text)
     assert sorted(grounded["properties"]["to_unit"]["enum"]) == sorted(units)
     assert mentioned(["m", "s"], "it's a long way") == []  # one-letter units need a word of their own
+
+
+def test_a_request_naming_no_unit_leaves_convert_units_out():
+    # Qwen 1.5B once answered "35 percent of 140" by converting 140 kg to pounds.
+    tools = ToolRegistry(native_tools())
+    text = "how much is 35 percent of 140"
+    schema = action_schema(tools, ["calculator", "convert_units"], numbers_in(text), text)
+    assert [b["properties"].get("tool", {}).get("const") for b in schema["anyOf"]] == ["calculator", None]

@@ -6,7 +6,7 @@ A tool declares which of its arguments are grounded in its JSON schema, so any t
 - ``"x-tierflow-grounded": "number"`` on a string or number: exactly one context number;
 - ``"x-tierflow-constants": ["100"]`` on the same field: numbers always allowed (percentages, say);
 - ``"x-tierflow-grounded": "mention"`` on a field with an ``enum``: only the values the context mentions
-  (unit names, say), or the whole enum when it mentions none.
+  (unit names, say); a context that mentions none leaves the tool out.
 
 :func:`ground_schema` rewrites such a schema for one call, so schema-constrained decoding cannot produce an
 operand that is not in the context: a small model can pick the wrong operation, never invent a number.
@@ -104,7 +104,10 @@ def ground_schema(schema: dict[str, Any], context: Iterable[str], text: str = ""
             continue
         kind = prop.pop(GROUNDED)
         if kind == "mention":
-            prop["enum"] = mentioned(prop.get("enum") or [], text) or prop.get("enum") or []
+            named = mentioned(prop.get("enum") or [], text)
+            if not named:  # the context names none (no unit in "35 percent of 140"): nothing to call it with
+                return None
+            prop["enum"] = named
             continue
         allowed = list(dict.fromkeys([*numbers, *(canonical(str(c)) for c in prop.pop(CONSTANTS, []))]))
         if not allowed:

@@ -42,7 +42,10 @@ _ALIASES = {"meter": "m", "metre": "m", "meters": "m", "kilometer": "km", "kilom
             "ounce": "oz", "second": "s", "seconds": "s", "minute": "min", "minutes": "min", "hour": "h",
             "hours": "h", "days": "day", "weeks": "week", "liter": "l", "litre": "l", "liters": "l", "L": "l",
             "gallon": "gal", "gallons": "gal", "°C": "C", "celsius": "C", "°F": "F", "fahrenheit": "F",
-            "kelvin": "K", "kmh": "km/h", "kph": "km/h", "knots": "kn"}
+            "kelvin": "K", "kmh": "km/h", "kph": "km/h", "knots": "kn", "metres": "m", "kilometre": "km",
+            "kilometres": "km", "centimeter": "cm", "centimeters": "cm", "centimetre": "cm", "centimetres": "cm",
+            "millimeter": "mm", "millimeters": "mm", "yard": "yd", "yards": "yd", "ounces": "oz", "litres": "l",
+            "milliliter": "ml", "milliliters": "ml", "day": "day", "week": "week", "tonne": "t", "tonnes": "t"}
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?(/[1-9]\d*)?$")
 
 
