@@ -70,13 +70,12 @@ def build_deps(settings: Settings, classifier: IntentClassifier | None = None,
 
 def check_fits(settings: Settings, registry: TierRegistry, request: str) -> None:
     """Refuse a request that cannot fit the context of a tier this run's agents use, before any work."""
-    registry.ensure_fits(request, {settings.tier_for(kind) for kind in AGENT_KINDS})
+    registry.ensure_fits(request, run_tiers(settings))
 
 
 def run_tiers(settings: Settings) -> set[str]:
     """The tiers a run's agents try first: their own tier, or the head of ``routing.order``."""
-    first = settings.routing.order[:1]
-    return {settings.agent_tiers.get(kind) or (first[0] if first else settings.default_tier) for kind in AGENT_KINDS}
+    return {settings.tier_for(kind) for kind in AGENT_KINDS}
 
 
 def check_tiers(registry: TierRegistry, names: Iterable[str | None] | None = None) -> None:

@@ -94,7 +94,8 @@ class Settings(BaseSettings):
         return self.memory.path or self.home / "memory.sqlite"
 
     def tier_for(self, agent: AgentKind) -> str:
-        return self.agent_tiers.get(agent, self.default_tier)
+        """The tier the router tries first for ``agent``: its own tier, else the head of ``routing.order``."""
+        return self.agent_tiers.get(agent) or (self.routing.order[0] if self.routing.order else self.default_tier)
 
     def tier_costs(self) -> dict[str, tuple[float, float]]:
         """Price per 1k input and output tokens of each tier, as tracing and the eval cost metric take it."""
