@@ -33,17 +33,18 @@ def test_a_stdio_server_needs_a_command(tmp_path: Path) -> None:
         load_settings(write(tmp_path, '[mcp_servers.calc]\ncommand = "x"\npool_size = 0\n'))
 
 
+def calc_server(*extra: str) -> str:
+    """The calculator MCP server as a settings block, plus ``extra`` lines."""
+    lines = ["[mcp_servers.calc]", f'command = "{sys.executable}"', 'args = ["-m", "mcp_servers.calculator"]',
+             f'cwd = "{REPO}"', *extra]
+    return "\n".join(lines)
+
+
 @pytest.mark.server
 def test_declared_servers_tools_join_the_registry(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, f"""
 home = "{tmp_path / 'home'}"
-[mcp_servers.calc]
-command = "{sys.executable}"
-args = ["-m", "mcp_servers.calculator"]
-cwd = "{REPO}"
-stateless = true
-pool_size = 2
-prefix = "calc_"
+{calc_server('stateless = true', 'pool_size = 2', 'prefix = "calc_"')}
 [mcp_servers.notes]
 command = "{sys.executable}"
 args = ["-m", "mcp_servers.notes", "--root", "{tmp_path / 'notes'}"]
@@ -68,10 +69,7 @@ def test_a_server_tool_named_like_a_native_one_asks_for_a_prefix(tmp_path: Path)
     # the calculator server has convert_units, and so do the native tools
     settings = load_settings(write(tmp_path, f"""
 home = "{tmp_path / 'home'}"
-[mcp_servers.calc]
-command = "{sys.executable}"
-args = ["-m", "mcp_servers.calculator"]
-cwd = "{REPO}"
+{calc_server()}
 """))
     with pytest.raises(ValueError, match="tool 'convert_units' is registered twice "
                                          r"\(MCP server 'calc' has a tool of that name: give the server a `prefix`\)"):
