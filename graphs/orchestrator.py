@@ -12,6 +12,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import interrupt
 
+from agents.answer_shape import shape_answer
 from agents.decomposer import TaskDecomposer
 from agents.intent import IntentClassifier
 from agents.plan import Plan, topological_order
@@ -118,10 +119,12 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
                     "notes": notes}
         status = "partial" if errors else "done"
         if len(results) == 1:  # one subtask: its result is the answer, no synthesis call
-            return {"answer": usable[0].output, "status": status, "errors": errors, "notes": notes}
+            return {"answer": shape_answer(state["request"], usable[0].output), "status": status, "errors": errors,
+                    "notes": notes}
         decided = [r for r in usable if r.subtask_id == DECISION_ID]
         if decided:  # the peers' vote chose the answer already
-            return {"answer": decided[0].output, "status": "done", "errors": [], "notes": notes}
+            return {"answer": shape_answer(state["request"], decided[0].output), "status": "done", "errors": [],
+                    "notes": notes}
         synthesis = deps.synthesizer.synthesize(state["request"], usable, config)
         answer = synthesis.answer
         if synthesis.fallback:
@@ -133,7 +136,7 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
             answer = "\n".join(r.output for r in usable)
             notes.append(f"synthesized answer had numbers no result or tool gave ({', '.join(invented)}); "
                          "answered with the results")
-        return {"answer": answer, "status": status, "errors": errors, "notes": notes}
+        return {"answer": shape_answer(state["request"], answer), "status": status, "errors": errors, "notes": notes}
 
     def remember(state: RunState, config: RunnableConfig) -> RunState:
         if deps.memory is None:  # no backend configured: nothing to write

@@ -129,6 +129,8 @@ def test_unit_conversion_is_exact_and_bounded() -> None:
         convert(parse_value("1"), "kg", "m")
     with pytest.raises(ToolInputError, match="below absolute zero"):
         convert(parse_value("-300"), "C", "K")
+    with pytest.raises(ToolInputError, match=r"same unit \(F\)"):  # '100 °F in celsius' called as F -> F
+        convert(parse_value("100"), "°F", "fahrenheit")
     with pytest.raises(ToolInputError, match="unknown unit 'parsec'"):
         convert(parse_value("1"), "parsec", "m")
     for bad in ["1e999", "9" * 80, "two", "1/0"]:

@@ -83,6 +83,8 @@ def known_units() -> list[str]:
 def convert(value: Fraction, source: str, target: str) -> Fraction:
     """``value`` in ``source`` units expressed in ``target`` units, exactly."""
     src, dst = unit_name(source), unit_name(target)
+    if src == dst:  # never what a request means; the error tells the model to name the unit to convert into
+        raise ToolInputError(f"from and to are the same unit ({src}); convert into the unit the request asks for")
     if src in TEMPERATURES or dst in TEMPERATURES:
         if not (src in TEMPERATURES and dst in TEMPERATURES):
             raise ToolInputError(f"cannot convert {src} to {dst}: different quantities")
