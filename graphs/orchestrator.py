@@ -72,12 +72,19 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
                 "results": [], "pattern": "none", "status": "done"}
 
     def recall(state: RunState) -> RunState:
-        if deps.memory is None:  # no backend configured: nothing to recall
+        if deps.memory is None or deps.recall_k == 0:  # no backend configured, or recall switched off
             return {"memories": []}
-        found = deps.memory.recall(state["request"], deps.recall_k, user_id=state.get("user_id", "local"))
-        return {"memories": as_context(found, state["request"])}
+        hits = deps.memory.search(state["request"], deps.recall_k, user_id=state.get("user_id", "local"))
+        memories = as_context([h.text for h in hits], state["request"])
+        if state.get("private") or not any(h.private for h in hits):
+            return {"memories": memories}
+        # Privacy is a property of data: a private run's memory makes this run private from here on, so the
+        # router keeps its remaining calls on tiers cleared for private data.
+        return {"memories": memories, "private": True,
+                "notes": ["recalled a memory of a private run: this run is private from here on"]}
 
     def plan(state: RunState, config: RunnableConfig) -> RunState:
+        config = keep_private(config, state)
         intent = state.get("intent", {})
         label = None if intent.get("out_of_scope") else intent.get("label")
         result = deps.decomposer.decompose(state["request"], label, state.get("memories", []), config)
@@ -102,6 +109,7 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
                 "notes": [f"plan approved by a human ({answer!r})"]}
 
     def execute(state: RunState, config: RunnableConfig) -> RunState:
+        config = keep_private(config, state)
         ordered = topological_order(Plan.model_validate(state["plan"]))
         team_input = {"request": state["request"], "memories": state.get("memories", []),
                       "subtasks": [s.model_dump() for s in ordered], "results": []}
@@ -109,6 +117,7 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
         return {"results": output.get("results", [])}
 
     def synthesize(state: RunState, config: RunnableConfig) -> RunState:
+        config = keep_private(config, state)
         results = [WorkerResult.model_validate(r) for r in state.get("results", [])]
         notes = [f"subtask {r.subtask_id}: {note}" for r in results for note in r.notes]
         errors = [f"subtask {r.subtask_id} ({r.role}) failed: {r.error or 'it produced no output'}"
@@ -144,6 +153,8 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
         run_id = str((config.get("configurable") or {}).get("thread_id", ""))
         episode: dict[str, Any] = {"run_id": run_id, **{k: state.get(k) for k in
                                    ("request", "intent", "plan", "pattern", "results", "answer")}}
+        if state.get("private"):  # remembered with its data class, so recalling it keeps it private
+            episode["private"] = True
         try:
             deps.memory.remember(episode, user_id=state.get("user_id", "local"))
         except MemoryLayerError as exc:  # the answer is checkpointed already; a memory outage must not lose it
@@ -170,6 +181,14 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
     graph.add_edge("synthesize", "remember")
     graph.add_edge("remember", END)
     return graph.compile(checkpointer=checkpointer, name="tierflow")
+
+
+def keep_private(config: RunnableConfig, state: RunState) -> RunnableConfig:
+    """``config`` whose metadata marks the run private when its state is (the router reads that flag)."""
+    metadata = config.get("metadata") or {}
+    if not state.get("private") or metadata.get("tierflow_private"):
+        return config
+    return {**config, "metadata": {**metadata, "tierflow_private": True}}
 
 
 def as_context(memories: list[str], request: str) -> list[str]:

@@ -171,14 +171,15 @@ class SQLiteGraphStore:
                 raise
             self.db.writes += 1
 
-    def committed_runs(self, ns: Namespace, run_ids: Iterable[str]) -> set[str]:
+    def committed_runs(self, ns: Namespace, run_ids: Iterable[str]) -> dict[str, bool]:
+        """Which of ``run_ids`` have committed provenance, each with whether the run was private."""
         keys = [f"run:{r}" for r in run_ids]
         if not keys:
-            return set()
+            return {}
         with self.db.lock:
-            rows = self.db.conn.execute(f"SELECT run_id FROM nodes WHERE ns = ? AND kind = 'Run' AND key IN "
+            rows = self.db.conn.execute(f"SELECT run_id, props FROM nodes WHERE ns = ? AND kind = 'Run' AND key IN "
                                         f"({','.join('?' * len(keys))})", (ns.key, *keys)).fetchall()
-        return {r[0] for r in rows}
+        return {r[0]: json.loads(r[1]).get("private") is True for r in rows}
 
     def provenance(self, ns: Namespace, run_id: str) -> Provenance | None:
         with self.db.lock:

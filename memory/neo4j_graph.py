@@ -103,13 +103,15 @@ class Neo4jGraphStore:
                        rows=rows, ns=ns.key, run=record.run_id)
         self._run(True, work)
 
-    def committed_runs(self, ns: Namespace, run_ids: Iterable[str]) -> set[str]:
+    def committed_runs(self, ns: Namespace, run_ids: Iterable[str]) -> dict[str, bool]:
+        """Which of ``run_ids`` have committed provenance, each with whether the run was private."""
         keys = [f"run:{r}" for r in run_ids]
 
-        def work(tx: ManagedTransaction) -> set[str]:
-            return {r["id"] for r in tx.run("MATCH (n:MemNode {ns: $ns}) WHERE n.key IN $keys AND n.kind = 'Run' "
-                                            "RETURN n.run_id AS id", ns=ns.key, keys=keys)}
-        return self._run(False, work) if keys else set()
+        def work(tx: ManagedTransaction) -> dict[str, bool]:
+            return {r["id"]: r["private"] is True for r in tx.run(
+                "MATCH (n:MemNode {ns: $ns}) WHERE n.key IN $keys AND n.kind = 'Run' "
+                "RETURN n.run_id AS id, n.private AS private", ns=ns.key, keys=keys)}
+        return self._run(False, work) if keys else {}
 
     def provenance(self, ns: Namespace, run_id: str) -> Provenance | None:
         def work(tx: ManagedTransaction) -> Provenance | None:

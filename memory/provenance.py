@@ -103,8 +103,9 @@ def build_record(episode: dict[str, Any], ns_key: str, now: float | None = None)
         return key
 
     node(f"session:{session}", "Session", False, name=session)
+    # The run's data class travels with it: recalling a private run's memories makes the recalling run private.
     node(run_key, "Run", True, run_id=run_id, request=request, answer=answer, pattern=episode.get("pattern"),
-         created_at=now, content_hash=content_hash)
+         created_at=now, content_hash=content_hash, private=episode.get("private") is True)
     edges.append(GraphEdge(f"session:{session}", "HAS_RUN", run_key))
     edges.append(GraphEdge(run_key, "CLASSIFIED_AS", node(f"intent:{label}", "Intent", False, label=label)))
     plan_key = node(f"plan:{run_id}", "Plan", True, source=plan.get("source"), pattern=plan.get("pattern"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -55,7 +56,7 @@ class GraphStore(Protocol):
 
     def write_run(self, ns: Namespace, record: EpisodeRecord) -> None: ...
 
-    def committed_runs(self, ns: Namespace, run_ids: Iterable[str]) -> set[str]: ...
+    def committed_runs(self, ns: Namespace, run_ids: Iterable[str]) -> dict[str, bool]: ...
 
     def provenance(self, ns: Namespace, run_id: str) -> Provenance | None: ...
 
@@ -135,11 +136,12 @@ class MemoryStore:
         flt = RecallFilters.of(filters)
         vector = self.embedder.embed_one(query.strip()[:MAX_TEXT_CHARS])
         hits = self.vectors.search(ns, vector, k * 2 + 8, flt)
-        committed = self.graph.committed_runs(ns, {h.run_id for h in hits}) if hits else set()
+        committed = self.graph.committed_runs(ns, {h.run_id for h in hits}) if hits else {}
         if len(committed) < len({h.run_id for h in hits}):
             log.debug("recall skipped memories of %d run(s) without committed provenance",
                       len({h.run_id for h in hits}) - len(committed))
-        return [h for h in hits if h.run_id in committed and h.score >= self.min_score][:k]
+        return [replace(h, private=committed[h.run_id]) for h in hits
+                if h.run_id in committed and h.score >= self.min_score][:k]
 
     def recall(self, query: str, k: int = 5, *, user_id: str = "local", tenant: str | None = None,
                filters: RecallFilters | dict[str, Any] | None = None) -> list[str]:

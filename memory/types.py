@@ -61,6 +61,7 @@ class MemoryHit:
     text: str
     intent: str
     score: float
+    private: bool = False  # the memory came from a private run: whoever recalls it must keep it private
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,16 @@ def test_remembering_the_same_run_again_does_not_duplicate(memory_backend):
     assert len(store.provenance("run-lisbon", user_id="ana").of_kind("Run")) == 1
 
 
+def test_a_private_runs_memories_are_recalled_marked_private(memory_backend):
+    store = memory_backend()
+    diary = episode("run-diary", "Plan my visit to Dr Silva about my knee", "Go on Tuesday.", private=True)
+    store.remember_many([diary, LISBON], user_id="ana")
+    hits = {h.run_id: h.private for h in store.search("plan a visit", 5, user_id="ana")}
+    # the data class is stored with the run (every backend), and every memory of that run carries it
+    assert hits.get("run-diary") is True and hits.get("run-lisbon") is False
+    assert store.provenance("run-diary", user_id="ana").node("run:run-diary").props["private"] is True
+
+
 def test_one_user_never_sees_another_users_memories(memory_backend):
     store = memory_backend()
     store.remember(LISBON, user_id="ana")
