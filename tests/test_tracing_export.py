@@ -6,8 +6,10 @@ receiver and the checkpointer are real.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from langchain_core.outputs import ChatResult
 
 from agents.decomposer import TaskDecomposer
@@ -16,6 +18,7 @@ from agents.synthesizer import Synthesizer
 from agents.worker import WorkerAgent
 from graphs.orchestrator import OrchestratorDeps, build_orchestrator
 from graphs.runner import run_request, sqlite_checkpointer
+from memory.types import MemoryHit
 from tests.scripted import ScriptedChatModel
 from tools.native import native_tools
 from tools.registry import ToolRegistry
@@ -48,8 +51,12 @@ class RoutedScriptedModel(ScriptedChatModel):
 class Memories:
     """A memory backend that recalls one item (the recall node becomes a retriever observation)."""
 
+    def search(self, query: str, k: int = 5, *, user_id: str = "local") -> list[MemoryHit]:
+        # an earlier episode, as memory stores them
+        return [MemoryHit("m1", "run-0", "episode", "Request: what is 17*24?\nAnswer: 408", "calculator", 0.9)]
+
     def recall(self, query: str, k: int = 5, *, user_id: str = "local") -> list[str]:
-        return ["Request: what is 17*24?\nAnswer: 408"]  # an earlier episode, as memory stores them
+        return [h.text for h in self.search(query, k, user_id=user_id)]
 
     def remember(self, episode: dict[str, Any], *, user_id: str = "local") -> None:
         pass
@@ -176,3 +183,75 @@ def test_eval_scores_are_posted_on_their_trace(otlp_receiver, tmp_path):
     assert by_name["answer_correct"]["comment"] == "matched 391"
     assert (by_name["plan_f1"]["value"], by_name["plan_f1"]["dataType"]) == (0.75, "NUMERIC")
     assert (by_name["intent"]["value"], by_name["intent"]["dataType"]) == ("calculate", "CATEGORICAL")
+
+
+# -- the leak probe: nothing secret or private reaches the export, whatever type carried it ----------------------
+EMAIL, CARD, PASSWORD, PRIVATE_PHRASE = "ann.lee@example.com", "4111 1111 1111 1111", "hunter2-XYZ", "zebra-orchid"
+PARALLEL_PLAN = {"pattern": "parallel", "subtasks": [
+    {"id": "a", "goal": "look up the account", "role": "analyst", "tools": [], "depends_on": []},
+    {"id": "b", "goal": "check the card", "role": "writer", "tools": [], "depends_on": []}]}
+
+
+def probe_graph(tmp_path, name: str, worker: list[Any], synth: str):
+    """The orchestrator running the parallel pattern (its branches are LangGraph ``Send`` objects)."""
+    tools = ToolRegistry(native_tools())
+    deps = OrchestratorDeps(classifier=FixedIntent(),
+                            decomposer=TaskDecomposer(ScriptedChatModel.of([PARALLEL_PLAN]), tools.names),
+                            worker=WorkerAgent(ScriptedChatModel.of(worker), tools),
+                            synthesizer=Synthesizer(ScriptedChatModel.of([synth])), memory=Memories())
+    return build_orchestrator(deps, sqlite_checkpointer(tmp_path / f"{name}.sqlite"))
+
+
+def decoded(value: Any) -> str:
+    """An attribute value as text, JSON strings decoded (escapes undone) and appended to the raw form."""
+    if isinstance(value, list):
+        return " ".join(decoded(v) for v in value)
+    text = str(value)
+    try:
+        return f"{text} {json.dumps(json.loads(text), ensure_ascii=False)}"
+    except (TypeError, ValueError):
+        return text
+
+
+@pytest.mark.parametrize("defer", [True, False], ids=["deferred", "inline"])
+def test_no_secret_or_private_run_data_reaches_the_export(otlp_receiver, tmp_path, defer):
+    tracing = open_tracing(otlp_receiver.settings(defer=defer), env={})
+    request = f"mail {EMAIL}, card {CARD}, my password is {PASSWORD}; what is on my account?"
+    run_request(probe_graph(tmp_path, "probe", [ValueError(f"tier down for {EMAIL}"), f"card {CARD} is fine"],
+                            f"Sent to {EMAIL}: card {CARD} checked."),
+                request, run_id="run-probe", user_id="alice", callbacks=[tracing.handler()])
+    run_request(probe_graph(tmp_path, "private", [f"{PRIVATE_PHRASE} noted", f"{PRIVATE_PHRASE} again"],
+                            f"About {PRIVATE_PHRASE}."),
+                f"tell me about the {PRIVATE_PHRASE} plan", run_id="run-private", user_id="alice",
+                callbacks=[tracing.handler()], private=True)
+    assert tracing.close() is True
+    spans = otlp_receiver.wait_for(lambda s: sum(x.name == "tierflow.run" for x in s) == 2)
+    assert {s.attributes.get("session.id") for s in spans} == {"run-probe", "run-private"}
+    exported = " ".join([*(decoded(v) for s in spans for v in s.attributes.values()),
+                         *(decoded(v) for s in spans for v in s.resource.values()), *(s.name for s in spans)])
+    for leaked in (EMAIL, "ann.lee", CARD, CARD.replace(" ", ""), "4111 1111", PASSWORD, "hunter2", PRIVATE_PHRASE):
+        assert exported.count(leaked) == 0, leaked
+    # the probe went through what leaked before: Send objects, errors, models' replies, both runs
+    named = {(s.attributes.get("session.id"), s.name): s for s in spans}
+    assert any('"node": "branch"' in str(s.attributes.get("langfuse.observation.output", "")).replace('":"', '": "')
+               for s in spans if s.name == "fan_out")
+    assert any(s.attributes.get("langfuse.observation.level") == "ERROR" for s in spans
+               if s.attributes.get("session.id") == "run-probe")
+    probe_root = named["run-probe", "tierflow.run"]
+    assert "mail [PRIVATE], card [PRIVATE], my [PRIVATE]" in probe_root.attributes["langfuse.observation.input"]
+    # a private run keeps its ids and flags; everything else of it is replaced whole
+    private = [s for s in spans if s.attributes.get("session.id") == "run-private"]
+    assert len(private) > 10 and {s.attributes.get("user.id") for s in private} == {"alice"}
+    root = named["run-private", "tierflow.run"]
+    assert root.metadata("tierflow_run_id") == "run-private" and root.metadata("tierflow_private") is True
+    for span in private:
+        for key in ("input", "output"):
+            value = span.attributes.get(f"langfuse.observation.{key}")
+            if value is None:
+                continue
+            try:
+                parsed = json.loads(value)
+            except ValueError:  # plain text is exported as it is
+                parsed = value
+            leaves = parsed.values() if isinstance(parsed, dict) else [parsed]
+            assert all(leaf in ("[PRIVATE]", "alice") for leaf in leaves), (span.name, key, value)

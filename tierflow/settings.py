@@ -88,6 +88,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{who} names unknown tier {tier!r}; declared: {', '.join(sorted(self.tiers))}")
         return self
 
+    @model_validator(mode="after")
+    def _mask_what_the_router_keeps_private(self) -> Settings:
+        # Traces mask the text the router treats as private (tracing cannot import runtimes to read it itself).
+        if "private_patterns" not in self.tracing.mask.model_fields_set:
+            mask = self.tracing.mask.model_copy(update={"private_patterns": list(self.routing.private_patterns)})
+            self.tracing = self.tracing.model_copy(update={"mask": mask})
+        return self
+
     @property
     def memory_path(self) -> Path:
         """The embedded memory file: ``memory.path`` or home/memory.sqlite."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 ObservationType = Literal["span", "agent", "chain", "tool", "retriever", "evaluator", "guardrail", "embedding"]
 
@@ -27,6 +27,28 @@ DEFAULT_SECRET_PATTERNS = (
     r"\bgh[pousr]_[A-Za-z0-9]{20,}",       # GitHub tokens
     r"\bAKIA[0-9A-Z]{16}\b",               # AWS access key ids
     r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",  # JWTs
+)
+# What the tier router treats as private (runtimes.router.DEFAULT_PRIVATE_PATTERNS): e-mail addresses, card/IBAN
+# digit runs, "password: x" and "my password is x", API key shapes, phone numbers. tracing may not import runtimes,
+# so this is a copy for tracing used on its own; tierflow.settings passes the router's live routing.private_patterns
+# in, and tests/test_tracing_masking.py keeps the two defaults equal.
+DEFAULT_PRIVATE_PATTERNS = (
+    r"[\w.+-]+@[\w-]+\.[\w.-]+",
+    r"\b(?:\d[ -]?){13,19}\b",
+    r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}\b",
+    r"(?i)\b(?:password|passwd|passcode|pin|api[_-]?key|secret|ssn|token)\b\s*[:=]",
+    r"(?i)\b(?:password|passwd|passcode|pin code|api[ _-]?key|secret key|social security number|ssn)"
+    r"\s+(?:is|was|=)\s+\S+",
+    r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}\b|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{30,}\b|\bxox[baprs]-[A-Za-z0-9-]{10,}",
+    r"(?<![\w.])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?![\w.])|\(\d{3}\) ?\d{3}-\d{4}\b",
+)
+# Metadata keys a private run's observations keep (masked as usual): ids, flags, graph position, routing.
+# Every other value of a private run is replaced whole.
+DEFAULT_PRIVATE_RUN_KEYS = (
+    "tierflow_run_id", "user_id", "tierflow_private", "tierflow_version", "thread_id", "is_langchain_root", "tags",
+    "langgraph_node", "langgraph_step", "langgraph_path", "langgraph_triggers", "langgraph_checkpoint_ns",
+    "checkpoint_ns", "ls_provider", "ls_model_name", "ls_model_type", "ls_integration", "lc_versions", "tier", "model",
+    "rule", "fallback_from", "attempt",
 )
 # How tierflow's graph nodes appear in Langfuse (node name -> observation type).
 DEFAULT_NODE_TYPES: dict[str, ObservationType] = {
@@ -49,14 +71,21 @@ class MaskSettings(BaseModel):
     secret_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_PATTERNS))
     # A dict with {"privacy": "private"} or {"private": true}, or text inside <private>…</private>, is private.
     private_markers: list[str] = Field(default_factory=lambda: ["private"])
+    # Text the router treats as private is replaced by private_replacement; tierflow.settings fills this from
+    # routing.private_patterns unless it is set here.
+    private_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIVATE_PATTERNS))
+    # Observations of a private run (run metadata tierflow_private, or state {"private": true}) are replaced whole.
+    mask_private_runs: bool = True
+    private_run_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIVATE_RUN_KEYS),
+                                        description="metadata keys a private run's observations keep")
     replacement: str = "[REDACTED]"
     private_replacement: str = "[PRIVATE]"
 
-    @field_validator("secret_patterns")
+    @field_validator("secret_patterns", "private_patterns")
     @classmethod
-    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+    def _patterns_compile(cls, patterns: list[str], info: ValidationInfo) -> list[str]:
         for pattern in patterns:
-            _compile(pattern, "secret_patterns")
+            _compile(pattern, info.field_name or "patterns")
         return patterns
 
     @field_validator("secret_fields")

@@ -4,12 +4,19 @@ On top of the SDK's graph/node spans, generations, tool and retriever observatio
 session (= the run's thread id) and user from the run's config metadata, tags for intent and
 pattern as soon as the graph knows them, tier/model/route metadata and cost on each generation, and
 tierflow's node names mapped to observation types (``recall`` is a retriever, agents are agents).
+
+With a :class:`~tracing.masking.Masker` it also keeps private runs private: every callback of a run whose
+config metadata has ``tierflow_private`` (or whose input state is marked ``{"private": true}``), and of
+everything under it, runs inside ``Masker.private_scope()``, so the SDK's mask replaces that observation's
+input, output and metadata whole. Trace-level metadata and error messages, which the SDK exports without
+calling its mask, are masked here.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -17,20 +24,31 @@ from langchain_core.outputs import LLMResult
 from langfuse._client.attributes import LangfuseOtelSpanAttributes
 from langfuse.langchain import CallbackHandler
 
+from tracing.masking import Masker
+
 ROUTE_KEYS = ("tier", "rule", "fallback_from", "attempt")
+PRIVATE_RUN_KEY = "tierflow_private"  # graphs.runner puts the run's private flag in its config metadata
+START_EVENTS = ("on_chain_start", "on_chat_model_start", "on_llm_start", "on_tool_start", "on_retriever_start")
+END_EVENTS = ("on_chain_end", "on_chain_error", "on_llm_end", "on_llm_error", "on_tool_end", "on_tool_error",
+              "on_retriever_end", "on_retriever_error")
+OTHER_EVENTS = ("on_llm_new_token", "on_agent_action", "on_agent_finish")
 
 
 class TierflowCallbackHandler(CallbackHandler):
     """One handler per run; pass it in ``callbacks`` (``graphs.runner.run_request(callbacks=[...])``).
 
     ``costs`` maps a tier name to its price per 1k input and output tokens; ``node_types`` maps graph
-    node names to Langfuse observation types.
+    node names to Langfuse observation types; ``masker`` (the Langfuse client's mask) masks what the SDK
+    exports unmasked and is told which observations belong to a private run.
     """
 
     def __init__(self, *, public_key: str, tags: Iterable[str] = (), release: str | None = None,
                  costs: Mapping[str, tuple[float, float]] | None = None,
-                 node_types: Mapping[str, str] | None = None, trace_context: Any = None) -> None:
+                 node_types: Mapping[str, str] | None = None, trace_context: Any = None,
+                 masker: Masker | None = None) -> None:
         super().__init__(public_key=public_key, trace_context=trace_context)
+        self.masker = masker
+        self._private: dict[UUID, UUID] = {}  # run id of a private run -> its root run id
         self.tags: list[str] = list(dict.fromkeys(tags))
         self.release = release
         self.costs = dict(costs or {})
@@ -95,6 +113,49 @@ class TierflowCallbackHandler(CallbackHandler):
             root._otel_span.set_attribute(LangfuseOtelSpanAttributes.TRACE_TAGS,
                                           sorted(set(current) | set(self.tags)))
 
+    def _parse_langfuse_trace_attributes(self, *, metadata: dict[str, Any] | None,
+                                         tags: list[str] | None) -> dict[str, Any]:
+        # The SDK propagates the root's metadata to every span as trace metadata without its mask.
+        attributes = super()._parse_langfuse_trace_attributes(metadata=metadata, tags=tags)
+        if self.masker is not None and attributes.get("metadata"):
+            masked = self.masker(data=attributes["metadata"])
+            attributes["metadata"] = masked if isinstance(masked, dict) else {}
+        return attributes
+
+    def _get_error_level_and_status_message(self, error: BaseException) -> Any:
+        # The status message is the error's text, exported without the SDK's mask.
+        level, message = super()._get_error_level_and_status_message(error)
+        if self.masker is not None and self.masker.settings.enabled:
+            masked = self.masker(data=message)
+            message = f"{type(error).__name__}: {masked}" if self.masker.in_private_scope() else str(masked)
+        return level, message
+
+    # -- private runs: every callback of one runs in the masker's private scope ---------------------
+    def _is_private_start(self, event: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether the run starting now is private (flag in its metadata or input state, or a private parent)."""
+        assert self.masker is not None
+        run_id, parent = kwargs.get("run_id"), kwargs.get("parent_run_id")
+        with self._lock:
+            root = self._private.get(parent) if parent is not None else None
+        if root is None:
+            metadata = kwargs.get("metadata")
+            inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
+            private = (isinstance(metadata, Mapping) and metadata.get(PRIVATE_RUN_KEY) is True) or (
+                event == "on_chain_start" and isinstance(inputs, Mapping) and self.masker.is_private(inputs))
+            if not private:
+                return False
+            root = run_id  # the top of a private subtree; its end forgets the subtree
+        if run_id is not None:
+            with self._lock:
+                self._private[run_id] = root
+        return True
+
+    def _end_private(self, run_id: UUID) -> None:
+        with self._lock:
+            if self._private.pop(run_id, None) == run_id:  # a private root ended: forget its whole tree
+                for child in [r for r, root in self._private.items() if root == run_id]:
+                    del self._private[child]
+
     # -- node types ------------------------------------------------------------------------------
     def _get_observation_type_from_serialized(self, serialized: dict[str, Any] | None, callback_type: str,
                                               **kwargs: Any) -> Any:
@@ -152,6 +213,36 @@ class TierflowCallbackHandler(CallbackHandler):
                      **kwargs: Any) -> Any:
         self._tiers.pop(run_id, None)
         return super().on_llm_error(error, run_id=run_id, parent_run_id=parent_run_id, **kwargs)
+
+
+def _scoped(event: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` run inside the masker's private scope when its run is private."""
+    kind = "start" if event in START_EVENTS else "end" if event in END_EVENTS else "other"
+
+    @functools.wraps(method)
+    def call(self: TierflowCallbackHandler, *args: Any, **kwargs: Any) -> Any:
+        if self.masker is None:
+            return method(self, *args, **kwargs)
+        run_id = kwargs.get("run_id")
+        if kind == "start":
+            private = self._is_private_start(event, args, kwargs)
+        else:
+            with self._lock:
+                private = run_id in self._private
+        try:
+            if not private:
+                return method(self, *args, **kwargs)
+            with Masker.private_scope():
+                return method(self, *args, **kwargs)
+        finally:
+            if kind == "end" and private and run_id is not None:
+                self._end_private(run_id)
+
+    return call
+
+
+for _event in (*START_EVENTS, *END_EVENTS, *OTHER_EVENTS):
+    setattr(TierflowCallbackHandler, _event, _scoped(_event, getattr(TierflowCallbackHandler, _event)))
 
 
 def _route_and_usage(response: LLMResult) -> tuple[dict[str, Any], tuple[int, int] | None]:

@@ -75,7 +75,8 @@ class Tracing:
         """
         inner = TierflowCallbackHandler(public_key=self.public_key, tags=tags, release=self.config.release,
                                         costs=costs, node_types=self.config.node_types,
-                                        trace_context=trace_context)
+                                        trace_context=trace_context,
+                                        masker=self.masker if self.config.mask.enabled else None)
         if not self.config.defer:
             return inner
         return DeferredHandler(inner, self.replayer, trace_context, self.provider.sampler)
