@@ -34,12 +34,13 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 
 from agents.peer import MAX_POST_CHARS, Post, Vote, board_text, fallback_vote
+from runtimes.errors import TierflowError
 from runtimes.structured import json_schema_format
 
 T = TypeVar("T")
 
 
-class AutoGenInteropError(ValueError):
+class AutoGenInteropError(TierflowError, ValueError):
     """AutoGen asked for something a tierflow tier client cannot do (tools, images), or an agent misbehaved."""
 
 

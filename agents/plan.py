@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtimes.errors import TierflowError
+
 Pattern = Literal["sequential", "parallel", "hierarchical", "peer"]
 PATTERNS: tuple[str, ...] = ("sequential", "parallel", "hierarchical", "peer")
 PlanSource = Literal["model", "repaired", "template"]
@@ -45,7 +47,7 @@ class Plan(BaseModel):
     notes: list[str] = Field(default_factory=list, description="what validation found and what repair did")
 
 
-class PlanError(ValueError):
+class PlanError(TierflowError, ValueError):
     """A plan breaks a rule; ``problems`` lists every broken rule, not only the first."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -21,6 +21,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from evals.datasets import EvalItem, _read_text
 from evals.errors import DatasetError
+from runtimes.errors import TierflowError
 
 PACKAGE = "bfcl_eval"
 _STRIP = re.compile(r"[ ,./\-_*^]")  # what BFCL's standardize_string drops before comparing strings
@@ -124,7 +125,7 @@ def load_bfcl(category: str = "simple_python", data_dir: Path | None = None,
     return items
 
 
-class CallParseError(ValueError):
+class CallParseError(TierflowError, ValueError):
     """A model's output is not one Python call with keyword arguments of literal values."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtimes.errors import TierflowError
 
-class EvalError(ValueError):
+
+class EvalError(TierflowError, ValueError):
     """Base of every eval-harness error the CLI reports as one line."""
 
 

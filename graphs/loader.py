@@ -12,9 +12,10 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from graphs.orchestrator import OrchestratorDeps
+from runtimes.errors import TierflowError
 
 
-class GraphLoadError(Exception):
+class GraphLoadError(TierflowError, ValueError):
     """A ``--graph`` spec that is malformed, does not import, or does not build a graph."""
 
 

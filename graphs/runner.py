@@ -17,14 +17,14 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from runtimes.accounting import ModelCall, ModelCallRecorder
-from runtimes.errors import RUN_ENDING_ERRORS
+from runtimes.errors import RUN_ENDING_ERRORS, TierflowError
 
 RunStatus = Literal["done", "failed", "partial", "waiting"]
 
 MAX_REQUEST_CHARS = 20_000
 
 
-class RequestError(ValueError):
+class RequestError(TierflowError, ValueError):
     """A request that cannot be run at all (empty, too long, not text)."""
 
 
@@ -48,6 +48,7 @@ class RunResult(BaseModel):
                                                   "failed); waiting (a question waits for `tierflow resume`)")
     errors: list[str] = Field(default_factory=list, description="why the run failed or is partial")
     interrupt: dict[str, Any] | None = Field(None, description="the question a paused run asks a human")
+    already_finished: bool = Field(False, description="a resume found the run finished: nothing was run again")
 
     @property
     def ok(self) -> bool:
@@ -68,9 +69,23 @@ def check_request(request: str, max_chars: int = MAX_REQUEST_CHARS) -> str:
 
 
 def sqlite_checkpointer(path: Path) -> SqliteSaver:
-    """LangGraph's SQLite saver on ``path`` (created with its folder), shareable across graph threads."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+    """LangGraph's SQLite saver on ``path`` (created with its folder), shareable across graph threads.
+
+    A path that cannot exist or a file that is not a SQLite database raises RequestError now, naming the
+    file, instead of failing mid-run inside LangGraph.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise RequestError(f"checkpoint database {path} cannot be created: {getattr(exc, 'strerror', None) or exc}"
+                           ) from None
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: a corrupt file fails here
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise RequestError(f"checkpoint database {path} is unreadable (corrupt, or not SQLite): {exc}") from None
+    return SqliteSaver(conn)
 
 
 def make_checkpointer(spec: str, home: Path | None = None) -> BaseCheckpointSaver:
@@ -161,9 +176,13 @@ def resume_run(graph: CompiledStateGraph, run_id: str, *, answer: str | None = N
     if not waiting and answer is not None:
         raise RunNotFoundError(f"run {run_id} is not waiting for an answer")
     user_id = str(snapshot.values.get("user_id", "local"))
+    finished = not waiting and not snapshot.next
     command = Command(resume=answer) if waiting else None
-    return _drive(graph, command, run_id, user_id, callbacks, recursion_limit, on_event,
-                  bool(snapshot.values.get("private")))
+    result = _drive(graph, command, run_id, user_id, callbacks, recursion_limit, on_event,
+                    bool(snapshot.values.get("private")))
+    if finished:  # nothing was left to run: the result is the one the run ended with
+        result.already_finished = True
+    return result
 
 
 def _drive(graph: CompiledStateGraph, graph_input: Any, run_id: str, user_id: str,

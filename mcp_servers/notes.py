@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from mcp.server.fastmcp import FastMCP
 
 from mcp_servers.serve import add_serve_arguments, serve_from_args
+from runtimes.errors import TierflowError
 
 MAX_NOTE_CHARS = 100_000
 MAX_PATH_CHARS = 300
@@ -25,7 +26,7 @@ MAX_QUERY_CHARS = 200
 MAX_MATCHES = 50
 
 
-class NotesPathError(ValueError):
+class NotesPathError(TierflowError, ValueError):
     """A path that is empty, absolute, climbs out of the root, or leads outside it through a symlink."""
 
 

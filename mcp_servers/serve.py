@@ -18,13 +18,15 @@ from typing import Any
 from mcp.server.fastmcp import FastMCP
 from mcp.server.transport_security import TransportSecuritySettings
 
+from runtimes.errors import TierflowError
+
 TOKEN_ENV = "TIERFLOW_MCP_TOKEN"
 DEFAULT_PORT = 8765
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
-class ServeError(ValueError):
+class ServeError(TierflowError, ValueError):
     """An MCP server cannot start as asked (e.g. a public bind address without a token)."""
 
 

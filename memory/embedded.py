@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from memory.embeddings import DIMENSIONS
+from memory.errors import MemoryInputError
 from memory.provenance import EpisodeRecord
 from memory.types import GraphEdge, GraphNode, MemoryHit, MemoryItem, Namespace, Provenance, RecallFilters
 
@@ -45,15 +46,24 @@ class SQLiteDB:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise MemoryInputError(f"memory database {self.path} cannot be opened: "
+                                   f"{getattr(exc, 'strerror', None) or exc}") from None
         self.lock = threading.RLock()
-        with self.lock:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA secure_delete=ON")  # forgotten text is overwritten, not left in free pages
-            self.conn.executescript(SCHEMA)
+        try:
+            with self.lock:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA secure_delete=ON")  # forgotten text is overwritten, not left in free pages
+                self.conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:  # a corrupt file or another program's database: say which, touch nothing
+            self.conn.close()
+            raise MemoryInputError(f"memory database {self.path} is unreadable (corrupt, or not a tierflow memory "
+                                   f"database): {exc}") from None
         self.writes = 0
 
     def version(self) -> tuple[int, int]:

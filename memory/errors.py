@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from runtimes.errors import TierflowError
 
-class MemoryLayerError(Exception):
+
+class MemoryLayerError(TierflowError):
     """Base of every error the memory layer raises."""
 
 

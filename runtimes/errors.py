@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 
-class RuntimeLayerError(Exception):
+class TierflowError(Exception):
+    """Root of every error tierflow raises on purpose; the CLI catches it once and prints one line.
+
+    It lives in the lowest layer so every folder can derive from it without importing upwards. Errors that
+    are also ``ValueError`` or ``LookupError`` mean bad input (exit 2); the others mean the run could not be
+    done (exit 1).
+    """
+
+
+class RuntimeLayerError(TierflowError):
     """Base of every error raised by ``runtimes``."""
 
 

@@ -165,3 +165,18 @@ def test_an_unreachable_tier_fails_at_start_not_mid_run(tmp_path):
     proc = tierflow("run", "--json", "--config", str(config), "--tier", "cloud", "hello", home=tmp_path)
     assert proc.returncode == 2 and "tier 'cloud' is unavailable" in proc.stderr and "tierflow doctor" in proc.stderr
     assert not (tmp_path / "checkpoints.sqlite").exists()  # nothing ran
+
+
+def test_a_request_from_standard_input_and_the_resume_of_a_finished_run(tmp_path):
+    # an out-of-scope request: answered without a model call, so this runs in seconds
+    proc = subprocess.run([str(Path(sys.executable).with_name("tierflow")), "run", "--run-id", "trip-1", "-"],
+                          input="book me a flight to Paris tomorrow\n", cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "TIERFLOW_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "outside what this assistant handles" in proc.stdout
+    again = tierflow("resume", "trip-1", home=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "run trip-1 had finished already (done); nothing was run again" in again.stderr
+    assert "outside what this assistant handles" in again.stdout
+    as_json = json.loads(tierflow("resume", "trip-1", "--json", home=tmp_path).stdout)
+    assert as_json["already_finished"] is True and as_json["model_calls"] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,13 +13,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from runtimes.errors import TierflowError
 from tierflow import __version__
+from tierflow.console import err, exit_code, fail
 
 app = typer.Typer(name="tierflow", help="Multi-agent orchestration with device-tier routing.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 out = Console()
-err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="settings TOML file (default: ./tierflow.toml)")]
 CheckpointerOpt = Annotated[str | None, typer.Option("--checkpointer", help="sqlite (default), sqlite:///PATH or "
@@ -33,27 +36,53 @@ def _offline_env() -> None:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from agents.intents import IntentDataError, IntentModelError
-    from agents.plan import PlanError
-    from graphs.loader import GraphLoadError
+    """What a command reports as one line: every tierflow error derives from one root."""
+    return (TierflowError,)
+
+
+MAX_REQUEST_BYTES = 4 * 1024 * 1024  # read at most this much of --file / stdin; the request limit is lower
+
+
+def read_request(request: str | None, file: Path | None) -> str:
+    """The request text from the argument, ``--file PATH`` or standard input (``-``), as checked UTF-8."""
     from graphs.runner import RequestError
-    from runtimes.errors import RuntimeLayerError
-    from tierflow.settings import SettingsError
-    from tools.errors import ToolLayerError
 
-    return (SettingsError, RequestError, GraphLoadError, RuntimeLayerError, ToolLayerError, PlanError,
-            IntentDataError, IntentModelError)
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one clear line on stderr and return the Exit to raise (no traceback for known errors)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
-    return typer.Exit(code)
+    if request is not None and file is not None:
+        raise RequestError("give the request as an argument or with --file, not both")
+    if request is None and file is None:
+        raise RequestError("no request: pass it as an argument, with --file PATH, or as - to read standard input")
+    if file is None and request != "-":
+        try:
+            request.encode("utf-8")  # type: ignore[union-attr]
+        except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+            raise RequestError("the request is not valid UTF-8 text") from None
+        return request  # type: ignore[return-value]
+    source = "standard input" if file is None or str(file) == "-" else f"--file {file}"
+    try:
+        if source == "standard input":
+            data = sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1)
+        else:
+            with open(file, "rb") as handle:  # type: ignore[arg-type]
+                data = handle.read(MAX_REQUEST_BYTES + 1)
+    except FileNotFoundError:
+        raise RequestError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise RequestError(f"{source} is a folder, not a file") from None
+    except OSError as exc:
+        raise RequestError(f"{source} cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_REQUEST_BYTES:
+        raise RequestError(f"{source} is larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"{source} is not UTF-8 text (invalid byte at offset {exc.start})") from None
 
 
 @app.command()
 def run(
-    request: Annotated[str, typer.Argument(help="what you want done")],
+    request: Annotated[str | None, typer.Argument(help="what you want done; - reads it from standard input")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="read the request from this file "
+                                              "(for long requests)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     graph: Annotated[str | None, typer.Option("--graph", help="your graph: package.module:function")] = None,
     tier: Annotated[str | None, typer.Option("--tier", help="tier for every agent of this run")] = None,
@@ -79,7 +108,7 @@ def run(
 
     known = _known_errors()
     try:
-        check_request(request)
+        request = check_request(read_request(request, file))
         overrides = tier_overrides(tier)
         if checkpointer:
             overrides["checkpointer"] = checkpointer
@@ -97,7 +126,7 @@ def run(
                 result = run_request(compiled, request, run_id=run_id, user_id=user, callbacks=callbacks,
                                      on_event=_event_printer(as_json) if stream else None, private=private)
     except known as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exit_code(exc)) from None
     except ValueError as exc:  # e.g. an unknown --pattern
         raise fail(str(exc)) from None
     _print_result(result, as_json)
@@ -107,12 +136,13 @@ def _print_result(result, as_json: bool) -> None:
     """Print the answer (or one JSON object); a failed run exits 1 after saying why."""
     if as_json:
         payload = result.model_dump(include={"answer", "intent", "plan", "pattern", "model_calls", "run_id",
-                                             "elapsed_s", "results", "notes", "status", "errors", "interrupt"})
+                                             "elapsed_s", "results", "notes", "status", "errors", "interrupt",
+                                             "already_finished"})
         for call in payload["model_calls"]:
             call["latency_ms"] = round(call["latency_ms"], 1)
         out.print_json(json.dumps(payload)) if sys.stdout.isatty() else print(json.dumps(payload))
     elif result.status == "waiting":
-        out.print(f"[bold]question:[/] {(result.interrupt or {}).get('question')}", highlight=False)
+        out.print(Text.assemble(("question: ", "bold"), str((result.interrupt or {}).get("question"))), highlight=False)
         out.print(f"continue with: tierflow resume {result.run_id} --answer '...'", highlight=False, markup=False)
     else:
         _print_summary(result)
@@ -197,9 +227,12 @@ def resume(
                 result = resume_run(compiled, run_id, answer=answer, callbacks=callbacks,
                                     on_event=_event_printer(as_json) if stream else None)
     except known as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), exit_code(exc)) from None
     except ValueError as exc:
         raise fail(str(exc)) from None
+    if result.already_finished and not as_json:
+        err.print(f"run {run_id} had finished already ({result.status}); nothing was run again. Its result:",
+                  highlight=False, markup=False)
     _print_result(result, as_json)
 
 
@@ -214,17 +247,17 @@ def _print_summary(result) -> None:
     table.add_column()
     intent = result.intent or {}
     if intent:
-        table.add_row("intent", f"{intent.get('label')} ({intent.get('confidence', 0):.2f})"
-                      + (" out of scope" if intent.get("out_of_scope") else ""))
+        table.add_row("intent", Text(f"{intent.get('label')} ({intent.get('confidence', 0):.2f})"
+                      + (" out of scope" if intent.get("out_of_scope") else "")))
     if result.plan:
         steps = ", ".join(f"{s['id']}:{s['role']}" for s in result.plan["subtasks"])
-        table.add_row("plan", f"{result.plan['source']} — {steps}")
-    table.add_row("pattern", str(result.pattern))
+        table.add_row("plan", Text(f"{result.plan['source']} — {steps}"))  # model-made ids: never markup
+    table.add_row("pattern", Text(str(result.pattern)))
     tiers = ", ".join(f"{c.tier}({c.input_tokens}+{c.output_tokens} tok, {c.latency_ms:.0f} ms)" if not c.error
                       else f"{c.tier}({c.rule or 'direct'}: failed)" for c in result.model_calls) or "none"
-    table.add_row("model calls", tiers)
+    table.add_row("model calls", Text(tiers))
     table.add_row("status", result.status)
-    table.add_row("run id", result.run_id)
+    table.add_row("run id", Text(result.run_id))
     table.add_row("wall time", f"{result.elapsed_s:.2f} s")
     out.print(table)
     if result.errors:  # why it failed or is partial; failed model calls name their tier and rule
@@ -346,7 +379,25 @@ _register_subcommands()
 
 
 def main() -> None:
-    app()
+    """The ``tierflow`` entry point: any tierflow error, from any command, ends as one line on stderr.
+
+    Commands catch what they expect; this is the one place that catches the project's error root for the
+    rest, plus the two foreign errors bad files raise deep inside libraries (a corrupt SQLite database,
+    undecodable text), so no bad input ends in a traceback.
+    """
+    try:
+        app()  # command-line syntax errors (unknown option, bad --limit) get typer's usage message, exit 2
+    except TierflowError as exc:
+        raise SystemExit(_exit_after(fail(str(exc), exit_code(exc)))) from None
+    except sqlite3.DatabaseError as exc:
+        raise SystemExit(_exit_after(fail(f"a database file is unreadable (corrupt, or not a tierflow "
+                                          f"database): {exc}"))) from None
+    except UnicodeError as exc:
+        raise SystemExit(_exit_after(fail(f"text is not valid UTF-8: {exc.reason}"))) from None
+
+
+def _exit_after(exit_: typer.Exit) -> int:
+    return exit_.exit_code
 
 
 if __name__ == "__main__":

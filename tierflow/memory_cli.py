@@ -1,6 +1,6 @@
 """``tierflow memory``: show a run's provenance, search a user's memories, list runs, forget a user.
 
-Bad input and unreachable servers print one line on stderr and exit with status 2; no tracebacks.
+Errors print one line on stderr, never a traceback: bad input exits 2, an unreachable server 1.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.tree import Tree
 
 from memory.errors import MemoryLayerError
 from memory.store import MemoryStore
 from memory.types import Provenance
+from tierflow.console import exit_code, fail
 
 memory_app = typer.Typer(name="memory", help="inspect and manage what tierflow remembers across runs",
                          no_args_is_help=True, pretty_exceptions_enable=False)
@@ -42,8 +44,7 @@ def _opened(config: Path | None) -> Iterator[MemoryStore]:
         with store:
             yield store
     except (MemoryLayerError, SettingsError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc), exit_code(exc)) from None
 
 
 def provenance_tree(prov: Provenance) -> Tree:
@@ -53,14 +54,14 @@ def provenance_tree(prov: Provenance) -> Tree:
         children.setdefault(e.src, []).append((e.rel, e.dst))
     nodes = {n.key: n for n in prov.nodes}
 
-    def label(key: str, rel: str | None) -> str:
+    def label(key: str, rel: str | None) -> Text:
         n = nodes.get(key)
         if n is None:
-            return key
+            return Text(key)
         shown = {k: v for k, v in n.props.items() if k not in ("content_hash", "created_at", "run_id") and v not in
                  (None, "", "[]", "{}")}
-        text = ", ".join(f"{k}={str(v)[:80]!r}" for k, v in shown.items())
-        return f"[dim]{rel} →[/] [bold]{n.kind}[/] {text}" if rel else f"[bold]{n.kind}[/] {text}"
+        text = ", ".join(f"{k}={str(v)[:80]!r}" for k, v in shown.items())  # stored text: never read as markup
+        return Text.assemble(*([(f"{rel} → ", "dim")] if rel else []), (n.kind, "bold"), f" {text}")
 
     def add(tree: Tree, key: str, seen: set[str]) -> None:
         for rel, dst in children.get(key, []):
@@ -82,8 +83,7 @@ def show(run_id: Annotated[str, typer.Argument(help="the run's id (printed by `t
         try:
             prov = store.provenance(run_id, user_id=user, tenant=tenant)
         except MemoryLayerError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from exc
+            raise fail(str(exc), exit_code(exc)) from None
     if as_json:
         print(json.dumps({"run_id": prov.run_id, "nodes": [asdict(n) for n in prov.nodes],
                           "edges": [asdict(e) for e in prov.edges]}, indent=2))
@@ -101,13 +101,12 @@ def search(query: Annotated[str, typer.Argument(help="what to recall")],
         try:
             hits = store.search(query, k, user_id=user, tenant=tenant)
         except MemoryLayerError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from exc
+            raise fail(str(exc), exit_code(exc)) from None
     if as_json:
         print(json.dumps([asdict(h) for h in hits], indent=2))
         return
     for h in hits:
-        out.print(f"[bold]{h.score:.3f}[/] run {h.run_id} ({h.kind}): {h.text}", highlight=False)
+        out.print(Text.assemble((f"{h.score:.3f}", "bold"), f" run {h.run_id} ({h.kind}): {h.text}"), highlight=False)
 
 
 @memory_app.command()
@@ -117,7 +116,7 @@ def runs(user: UserOpt = "local", tenant: TenantOpt = None, limit: Annotated[int
     with _opened(config) as store:
         found = store.runs(user_id=user, tenant=tenant, limit=limit)
     for n in found:
-        out.print(f"{n.props.get('run_id')}  {str(n.props.get('request'))[:100]}", highlight=False)
+        out.print(f"{n.props.get('run_id')}  {str(n.props.get('request'))[:100]}", highlight=False, markup=False)
 
 
 @memory_app.command()

@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 from memory.config import MemoryConfig
 from runtimes.config import TierConfig, default_tiers
+from runtimes.errors import TierflowError
 from runtimes.router import RoutingPolicy
 from tools.mcp.config import McpServerConfig
 from tracing.config import TracingSettings
@@ -28,7 +29,7 @@ AgentKind = Literal["planner", "worker", "synthesizer"]
 AGENT_KINDS: tuple[AgentKind, ...] = ("planner", "worker", "synthesizer")
 
 
-class SettingsError(ValueError):
+class SettingsError(TierflowError, ValueError):
     """The settings file or environment is malformed; the message names the file and the field."""
 
 
@@ -62,6 +63,14 @@ class Settings(BaseSettings):
     routing: RoutingPolicy = Field(default_factory=RoutingPolicy)
     # Memory across runs: embedded SQLite at home/memory.sqlite by default, or Neo4j + Weaviate.
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _home_is_a_folder(cls, home: Path) -> Path:
+        # Checked here so TIERFLOW_HOME pointing at a file is one clear error, not an OSError mid-run.
+        if home.exists() and not home.is_dir():
+            raise ValueError(f"{home} exists and is not a folder (set TIERFLOW_HOME to a folder)")
+        return home
 
     @field_validator("tiers", mode="before")
     @classmethod

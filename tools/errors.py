@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from runtimes.errors import TierflowError
 
-class ToolLayerError(Exception):
+
+class ToolLayerError(TierflowError):
     """Base of every error raised by ``tools``."""
 
 

@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
+from runtimes.errors import TierflowError
+
 ObservationType = Literal["span", "agent", "chain", "tool", "retriever", "evaluator", "guardrail", "embedding"]
 
 # Field names whose values are secrets wherever they appear (dict keys, "key=value" text).
@@ -57,7 +59,7 @@ DEFAULT_NODE_TYPES: dict[str, ObservationType] = {
 }
 
 
-class TracingConfigError(ValueError):
+class TracingConfigError(TierflowError, ValueError):
     """Tracing settings or ``LANGFUSE_*`` variables are malformed; the message names the field."""
 
 

@@ -16,13 +16,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import format_span_id, format_trace_id
 
+from runtimes.errors import TierflowError
 from tracing.masking import Masker
 
 _PREFIX = "langfuse.observation."
 _JSON_ATTRIBUTES = {"usage_details", "cost_details", "model.parameters", "input", "output"}
 
 
-class TraceFileError(ValueError):
+class TraceFileError(TierflowError, ValueError):
     """A trace file that cannot be written or read; the message names the file."""
 
 

@@ -10,8 +10,10 @@ from typing import Any
 from rich.markup import escape
 from rich.tree import Tree
 
+from runtimes.errors import TierflowError
 
-class RunNotFoundError(LookupError):
+
+class RunNotFoundError(TierflowError, LookupError):
     """No trace in the file belongs to the run id asked for."""
 
 

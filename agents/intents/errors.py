@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtimes.errors import TierflowError
 
-class IntentDataError(ValueError):
+
+class IntentDataError(TierflowError, ValueError):
     """Labelled data is unusable; names the file and (1-based) line so the user can fix it."""
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None) -> None:
@@ -19,5 +21,5 @@ class IntentDataError(ValueError):
         super().__init__(f"{where}{message}")
 
 
-class IntentModelError(RuntimeError):
+class IntentModelError(TierflowError, RuntimeError):
     """A model directory is missing, incomplete or incompatible with this code."""

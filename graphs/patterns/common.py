@@ -13,12 +13,12 @@ from langgraph.types import interrupt
 
 from agents.plan import Subtask
 from agents.worker import WorkerAgent, WorkerResult
-from runtimes.errors import RUN_ENDING_ERRORS
+from runtimes.errors import RUN_ENDING_ERRORS, TierflowError
 
 T = TypeVar("T")
 
 
-class TeamError(ValueError):
+class TeamError(TierflowError, ValueError):
     """A team or the plan it is given is malformed (no members, unknown agent, bad option)."""
 
 
@@ -32,7 +32,7 @@ class UnknownAgentError(TeamError):
         self.known = list(known)
 
 
-class BranchTimeout(TimeoutError):
+class BranchTimeout(TierflowError, TimeoutError):
     """An agent did not finish a subtask within its time limit."""
 
 
