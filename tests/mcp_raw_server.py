@@ -6,6 +6,8 @@ Used by tests/test_mcp_client.py and bench/mcp.py: ``python -m tests.mcp_raw_ser
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import Any
 
 import anyio
@@ -31,6 +33,9 @@ TOOLS = [
     types.Tool(name="sleep", description="Sleep, then answer.", inputSchema=_schema(
         {"seconds": {"type": "number", "minimum": 0}}, ["seconds"])),
     types.Tool(name="die", description="Exit the process in the middle of the call.", inputSchema=_schema({}, [])),
+    types.Tool(name="hold_output", description="Start a child process that keeps this server's stdout open for "
+               "the given seconds (as a helper process of a real server might); return the child's pid.",
+               inputSchema=_schema({"seconds": {"type": "number", "minimum": 0}}, ["seconds"])),
     types.Tool(name="big", description="Return n characters.", inputSchema=_schema(
         {"n": {"type": "integer", "minimum": 0}}, ["n"])),
     types.Tool(name="fail", description="Always fails.", inputSchema=_schema({}, [])),
@@ -60,6 +65,10 @@ async def call_tool(name: str, arguments: dict[str, Any]) -> list[types.TextCont
         text = "slept"
     elif name == "die":
         os._exit(3)
+    elif name == "hold_output":  # the child inherits fd 1, so the client sees no end of output when we exit
+        child = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({float(arguments['seconds'])})"],
+                                 stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        text = str(child.pid)
     elif name == "big":
         text = "x" * int(arguments["n"])
     elif name == "fail":

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
+import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from mcp import types
 
 from agents.plan import Subtask
 from agents.worker import WorkerAgent
-from tests.fixtures_mcp import raw_server
+from tests.fixtures_mcp import REPO, free_port, raw_server, wait_http
 from tests.scripted import ScriptedChatModel
 from tools.errors import ToolInputError, UnknownToolError
 from tools.mcp.client import (
@@ -146,6 +151,115 @@ def test_server_killed_mid_call_is_reported_and_restarted() -> None:
             client.call("raw", "die")
         assert client.call("raw", "echo", {"text": "back"}) == "back"
         assert client.call("raw", "pid") != pid
+
+
+# A server that dies: the probe of issue #13 found the first call after an idle server died failing (3/3) and
+# calls in flight on a killed server waiting for their whole timeout.
+DIED = r"MCP server 'raw' (closed the connection|died) during '{tool}'.*may or may not have run"
+
+
+def test_a_server_killed_while_idle_is_restarted_by_the_next_call() -> None:
+    with McpClient({"raw": raw_server(timeout_s=10)}) as client:
+        for _ in range(3):
+            [pid] = client.pids("raw")
+            assert client.call("raw", "pid") == str(pid)  # pids() names the server's own process
+            os.kill(pid, signal.SIGKILL)
+            _wait_exited(pid)
+            assert client.call("raw", "echo", {"text": "back"}) == "back"
+            assert client.pids("raw") != [pid]
+
+
+@pytest.mark.anyio
+async def test_a_dead_server_is_noticed_before_sending(caplog: pytest.LogCaptureFixture) -> None:
+    # On the caller's loop, and without yielding to it after the kill, so the client's own watcher has not run:
+    # the check before sending sees the exited process and the call goes to a fresh session instead.
+    async with McpClient({"raw": raw_server(timeout_s=10)}) as client:
+        [pid] = client.pids("raw")
+        os.kill(pid, signal.SIGKILL)
+        _wait_exited(pid)
+        with caplog.at_level(logging.INFO, logger="tools.mcp.client"):
+            assert await client.acall("raw", "echo", {"text": "fresh"}) == "fresh"
+        assert "its process exited; reconnecting before sending echo" in caplog.text
+        assert client.pids("raw") != [pid]
+
+
+def test_a_call_in_flight_fails_at_once_when_its_server_is_killed() -> None:
+    timeout = 30
+    with McpClient({"raw": raw_server(timeout_s=timeout)}) as client:
+        [pid] = client.pids("raw")
+        threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+        started = time.monotonic()
+        with pytest.raises(McpConnectionError, match=DIED.format(tool="sleep")):
+            client.call("raw", "sleep", {"seconds": 25})
+        assert time.monotonic() - started < timeout / 5
+        assert client.call("raw", "echo", {"text": "back"}) == "back"
+        assert client.pids("raw") != [pid]
+
+
+def test_a_call_in_flight_fails_at_once_when_the_dead_server_s_output_stays_open() -> None:
+    # A child of the server keeps its stdout open, so the client never sees the output end: only watching the
+    # process tells it the server is gone.
+    timeout = 30
+    with McpClient({"raw": raw_server(timeout_s=timeout)}) as client:
+        [pid] = client.pids("raw")
+        child = int(client.call("raw", "hold_output", {"seconds": 60}))
+        try:
+            threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+            started = time.monotonic()
+            with pytest.raises(McpConnectionError, match=r"MCP server 'raw' died during 'sleep' \(its process "
+                               r"exited with code -9\); the call may or may not have run, so it is not retried"):
+                client.call("raw", "sleep", {"seconds": 25})
+            assert time.monotonic() - started < timeout / 5
+            assert client.call("raw", "echo", {"text": "back"}) == "back"
+        finally:
+            os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.anyio
+async def test_calls_racing_a_server_s_death_never_wait_for_the_timeout() -> None:
+    # A call sent right after the kill may reach the dying server's stdin (a broken pipe fails the SDK's transport
+    # task, which used to leave every call on it waiting for the timeout) or go to a fresh session.
+    timeout = 30
+    async with McpClient({"raw": raw_server(timeout_s=timeout)}) as client:
+        for _ in range(3):
+            [pid] = client.pids("raw")
+            in_flight = asyncio.create_task(client.acall("raw", "sleep", {"seconds": 25}))
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            racing = asyncio.create_task(client.acall("raw", "echo", {"text": "x"}))
+            first, second = await asyncio.gather(in_flight, racing, return_exceptions=True)
+            assert time.monotonic() - started < timeout / 5
+            assert isinstance(first, McpConnectionError) and re.search(DIED.format(tool="sleep"), str(first))
+            assert second == "x" or isinstance(second, McpConnectionError), second
+            assert await client.acall("raw", "echo", {"text": "y"}) == "y"
+
+
+def test_a_call_to_a_killed_http_server_fails_at_once(tmp_path: Path) -> None:
+    # The SDK's streamable-HTTP transport fails its whole task group when a POST cannot connect; the call used to
+    # wait for its timeout there too.
+    port = free_port()
+    log = tmp_path / "calculator.log"
+    with log.open("wb") as sink:
+        cmd = [sys.executable, "-m", "mcp_servers.calculator", "--http", "--host", "127.0.0.1", "--port", str(port),
+               "--token", "t0k"]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        wait_http(url, proc, log)
+        timeout = 30
+        with McpClient({"calc": McpServerConfig(transport="http", url=url, token="t0k", timeout_s=timeout)}) as client:
+            assert client.call("calc", "calculate", {"expression": "2+3"}) == "5"
+            assert client.pids("calc") == []  # no process of ours over HTTP
+            proc.kill()
+            proc.wait()
+            started = time.monotonic()
+            with pytest.raises(McpConnectionError, match=r"MCP server 'calc' .*during 'calculate'.*may or may not"):
+                client.call("calc", "calculate", {"expression": "2+3"})
+            assert time.monotonic() - started < timeout / 5
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_server_that_never_answers_the_handshake() -> None:
@@ -289,3 +403,19 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def _wait_exited(pid: int, within_s: float = 10) -> None:
+    """Until our child ``pid`` has exited for good (waitable or reaped), without reaping it.
+
+    /proc shows a killed multi-threaded process as a zombie while its other threads (and its pipes) still go.
+    """
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return
+        except ChildProcessError:  # already reaped
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} still runs")

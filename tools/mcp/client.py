@@ -5,7 +5,9 @@ exited by its own task on that loop (the SDK's transports require it), so synchr
 thread pool) and coroutines on any other loop share the same sessions; calls from another loop hop over with
 one wake-up per batch of calls. ``async with McpClient(...)`` (``astart()``) instead runs the sessions on the
 caller's own loop, so its coroutines call without any hop. Stateful servers get one session for the client's
-lifetime; servers declared stateless get a pool and each call goes to the least busy session.
+lifetime; servers declared stateless get a pool and each call goes to the least busy session. A server found
+dead before a call is sent (a stdio process that exited while idle) is restarted for that call; calls in flight
+when a server dies fail at once and are never repeated, since they may have run.
 
 Per call the client validates arguments and structured results with jsonschema validators compiled once per
 tool (the SDK's ``call_tool`` rebuilds and re-checks the output schema on every call).
@@ -20,6 +22,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import os
 import sys
 import threading
 import weakref
@@ -52,6 +55,10 @@ CUT_MARKER = "[cut: {n} more characters]"
 # Errors that mean the transport under a session is gone; the session is dropped and reopened on next use.
 _TRANSPORT_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, httpx.TransportError,
                      BrokenPipeError, ConnectionError, EOFError)
+# How long answers a stdio server wrote before its process exited may still take to arrive.
+_EXIT_DRAIN_S = 0.5
+_CLOSED = "the MCP client closed the session"
+_MAYBE_RAN = "the call may or may not have run, so it is not retried; the server is restarted for the next call"
 # W3C trace context only (never baggage): trace attributes such as user ids stay inside the process.
 _TRACE_CONTEXT = TraceContextTextMapPropagator()
 _TRACE_KEYS = ("traceparent", "tracestate")
@@ -125,7 +132,11 @@ def result_text(result: types.CallToolResult) -> str:
 
 
 class _Session:
-    """One MCP session, entered and exited by its own task on the client's loop."""
+    """One MCP session, entered and exited by its own task on the client's loop.
+
+    Besides what the SDK does, it watches its server: a stdio server's process exiting, or the transport's task
+    ending, marks the session broken at once and fails the calls in flight on it (see :meth:`mark_dead`).
+    """
 
     def __init__(self, name: str, config: McpServerConfig, errlog: TextIO) -> None:
         self.name = name
@@ -134,8 +145,20 @@ class _Session:
         self.session: ClientSession | None = None
         self.busy = 0
         self.broken = False
+        self.process: Any | None = None  # a stdio server's process (anyio Process), when the transport gave it away
+        self.death: str | None = None  # why the session died, for the errors of the calls it fails
+        self.calls: set[asyncio.Task[Any]] = set()  # tasks waiting in send_request on this session
+        self.failed: set[asyncio.Task[Any]] = set()  # of those, the ones _fail_calls cancelled
+        self._streams: tuple[Any, Any] | None = None  # the transport's (read, write) streams
+        self._failing: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The stdio server's process id while it runs; None for HTTP or once it has exited."""
+        proc = self.process
+        return proc.pid if proc is not None and proc.returncode is None else None
 
     async def open(self) -> types.InitializeResult:
         ready: asyncio.Future[types.InitializeResult] = asyncio.get_running_loop().create_future()
@@ -148,20 +171,52 @@ class _Session:
             await self.close()
             raise McpTimeoutError(f"MCP server {self.name!r} did not complete the handshake within "
                                   f"{self.config.connect_timeout_s:g} s") from None
+        except asyncio.CancelledError:  # the caller gave up (its deadline): the pool closes this in the background
+            ready.cancel()
+            raise
         except BaseException:
             ready.cancel()
             await self.close()
             raise
 
+    def gone(self) -> str | None:
+        """Why nothing can be sent on this session now (process exited, transport closed), or None if it is up.
+
+        Checked before each call, so a call never goes to a server that died while idle; the watcher in
+        :meth:`_watch` notices a death too, but only once the loop has run its callbacks.
+        """
+        if self.broken or self.session is None or self._streams is None:
+            return self.death or "its session is closed"
+        read, write = self._streams
+        # anyio's public stream statistics: the SDK closes these ends when the server's output ends (EOF) or
+        # the transport's writer stops; a send would then raise ClosedResourceError or BrokenResourceError.
+        if read.statistics().open_send_streams == 0:
+            return "its output ended"
+        wst = write.statistics()
+        if wst.open_send_streams == 0 or wst.open_receive_streams == 0:
+            return "its transport closed"
+        proc = self.process
+        if proc is not None:
+            if proc.returncode is not None:
+                return f"its process exited with code {proc.returncode}"
+            if _exited(proc.pid):
+                return "its process exited"
+        return None
+
     async def _run(self, ready: asyncio.Future[types.InitializeResult]) -> None:
+        reason = "its transport closed"
         try:
             async with AsyncExitStack() as stack:
                 read, write = await self._transport(stack)
+                self._streams = (read, write)
                 session = await stack.enter_async_context(ClientSession(read, write))
                 init = await session.initialize()
                 self.session = session
                 ready.set_result(init)
-                await self._closing.wait()
+                try:
+                    reason = await self._watch()
+                finally:  # process exited, transport task failed (we are cancelled here), or closing
+                    self.mark_dead(reason)
         except BaseException as exc:  # the task ends here; callers see it through `ready` or a failed call
             if not ready.done():
                 ready.set_exception(McpConnectionError(f"cannot open MCP server {self.name!r}: {_describe(exc)}"))
@@ -170,14 +225,65 @@ class _Session:
             if isinstance(exc, asyncio.CancelledError) and not self._closing.is_set():
                 raise
         finally:
+            self.mark_dead(reason)
             self.session = None
-            self.broken = True
+
+    async def _watch(self) -> str:
+        """Wait until the session is closed or its server process exits; returns why the session ends.
+
+        The SDK notices a dead stdio server only when its output ends; a process whose output stays open (a
+        child process of the server holding it) would leave calls waiting for their whole timeout.
+        """
+        closing = asyncio.ensure_future(self._closing.wait())
+        waits: set[asyncio.Future[Any]] = {closing}
+        if self.process is not None:
+            waits.add(asyncio.ensure_future(self.process.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if closing.done():
+            return _CLOSED
+        assert self.process is not None
+        reason = f"its process exited with code {self.process.returncode}"
+        self.broken = True  # no new calls here; answers the server wrote before it exited may still arrive
+        self.death = self.death or reason
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _EXIT_DRAIN_S
+        while self._streams is not None and self._streams[0].statistics().open_send_streams \
+                and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return reason
+
+    def mark_dead(self, reason: str) -> None:
+        """Mark the session broken and fail its calls in flight at once.
+
+        When the transport's task group fails (e.g. a write into a dead server's stdin), the SDK cancels its
+        receive loop before that loop can fail the pending requests, which would then wait for their timeout.
+        """
+        self.broken = True
+        if self.death is None:
+            self.death = reason
+        if self.calls and self._failing is None:
+            self._failing = asyncio.get_running_loop().create_task(self._fail_calls())
+
+    async def _fail_calls(self) -> None:
+        for _ in range(3):  # first let calls whose answers were already delivered take them
+            await asyncio.sleep(0)
+        for task in list(self.calls):
+            if task not in self.failed and not task.done():
+                self.failed.add(task)
+                task.cancel()  # the call turns this into McpConnectionError (see _ServerPool.call)
 
     async def _transport(self, stack: AsyncExitStack) -> tuple[Any, Any]:
         cfg = self.config
         if cfg.transport == "stdio":
             params = StdioServerParameters(command=cfg.command or "", args=cfg.args, env=cfg.env, cwd=cfg.cwd)
-            return await stack.enter_async_context(stdio_client(params, errlog=self.errlog))
+            transport = stdio_client(params, errlog=self.errlog)
+            streams = await stack.enter_async_context(transport)
+            self.process = _stdio_process(transport)
+            return streams
         headers = dict(cfg.headers)
         if cfg.token:
             headers["Authorization"] = f"Bearer {cfg.token}"
@@ -205,6 +311,30 @@ class _Session:
             pass
 
 
+def _stdio_process(transport: Any) -> Any | None:
+    """The process the SDK's ``stdio_client`` started, or None if it cannot be found.
+
+    The SDK does not expose it; it is a local of the suspended ``stdio_client`` generator, read here without
+    changing anything. Should a later SDK rename it, the session still notices a death through its streams
+    (:meth:`_Session.gone`), only later for a server whose output stays open, and ``pids()`` is empty.
+    """
+    frame = getattr(getattr(transport, "gen", None), "ag_frame", None)
+    proc = frame.f_locals.get("process") if frame is not None else None
+    return proc if isinstance(getattr(proc, "pid", None), int) and hasattr(proc, "wait") else None
+
+
+def _exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited, asked of the kernel without reaping it (asyncio's watcher reaps it)."""
+    if not hasattr(os, "waitid"):
+        return False
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped: it exited
+        return True
+    except OSError:
+        return False
+
+
 class _ServerPool:
     """The sessions of one server, its concurrency limit, and reconnection after failures."""
 
@@ -218,6 +348,7 @@ class _ServerPool:
         self.limit = asyncio.Semaphore(config.max_concurrency)
         self.tools: dict[str, types.Tool] = {}
         self.schemas: dict[str, ToolSchemas] = {}
+        self._closers: set[asyncio.Task[None]] = set()  # dead or abandoned sessions closing in the background
 
     async def start(self) -> list[types.Tool]:
         await asyncio.gather(*(self._session(i) for i in range(len(self.slots))))
@@ -240,6 +371,10 @@ class _ServerPool:
         self.schemas = {name: ToolSchemas(spec) for name, spec in self.tools.items()}
         return list(self.tools.values())
 
+    def pids(self) -> list[int]:
+        """Process ids of this server's running stdio sessions."""
+        return [pid for slot in self.slots if slot is not None and (pid := slot.pid) is not None]
+
     async def _session(self, index: int) -> _Session:
         current = self.slots[index]
         if current is not None and not current.broken and current.session is not None:
@@ -248,13 +383,22 @@ class _ServerPool:
             current = self.slots[index]
             if current is not None and not current.broken and current.session is not None:
                 return current
-            if current is not None:
-                await current.close()
-            fresh = _Session(self.name, self.config, self.errlog)
             self.slots[index] = None
-            await fresh.open()
+            if current is not None:  # a dead session: its teardown (up to seconds) is no part of this call
+                self._close_later(current)
+            fresh = _Session(self.name, self.config, self.errlog)
+            try:
+                await fresh.open()
+            except asyncio.CancelledError:  # the call's deadline passed during the handshake
+                self._close_later(fresh)
+                raise
             self.slots[index] = fresh
             return fresh
+
+    def _close_later(self, session: _Session) -> None:
+        task = asyncio.get_running_loop().create_task(session.close())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     def _pick(self) -> int:
         best, load = 0, None
@@ -268,48 +412,96 @@ class _ServerPool:
                    meta: dict[str, Any] | None = None) -> types.CallToolResult:
         """Send ``tools/call`` on the least busy session, within the server's concurrency limit and ``timeout_s``.
 
+        A session found dead before anything was sent (its process exited, its transport closed) is replaced
+        and the call goes to the new one: at most one reconnect per call, all within ``timeout_s``. A call that
+        was sent is never repeated (it may have had effects); if its server dies it fails at once.
+
         It goes through ``send_request`` rather than ``ClientSession.call_tool``: the latter lists the tools
         again on every fresh session and rebuilds the output-schema validator per call; the caller checks
         structured results against the validator compiled once in :class:`ToolSchemas`.
         """
         request = types.ClientRequest(types.CallToolRequest(params=types.CallToolRequestParams(
             name=tool, arguments=args, _meta=types.RequestParams.Meta(**meta) if meta else None)))
-        read_timeout = timedelta(seconds=timeout_s)
-        async with self.limit:
-            index = self._pick()
-            async with asyncio.timeout(timeout_s) as deadline:
+        async with self.limit, asyncio.timeout(timeout_s) as deadline:
+            reconnected = False
+            while True:
+                index = self._pick()
+                before = self.slots[index]
                 holder = await self._session(index)
-                holder.busy += 1
-                session = holder.session
-                assert session is not None
-                request_id = getattr(session, "_request_id", None)
-                try:
-                    return await session.send_request(request, types.CallToolResult,
-                                                      request_read_timeout_seconds=read_timeout)
-                except McpError as exc:
-                    if exc.error.code == CONNECTION_CLOSED:
-                        holder.broken = True
-                        raise McpConnectionError(f"MCP server {self.name!r} closed the connection during "
-                                                 f"{tool!r}; it is restarted for the next call") from None
-                    if exc.error.code == httpx.codes.REQUEST_TIMEOUT:
-                        raise McpTimeoutError(f"MCP tool {tool!r} on {self.name!r} did not answer within "
-                                              f"{timeout_s:g} s") from None
-                    raise McpToolError(f"MCP server {self.name!r} refused {tool!r}: {exc.error.message}") from None
-                except _TRANSPORT_ERRORS as exc:
-                    holder.broken = True
-                    raise McpConnectionError(f"MCP server {self.name!r} failed during {tool!r} "
-                                             f"({_describe(exc)}); it is restarted for the next call") from None
-                except asyncio.CancelledError:
-                    if isinstance(request_id, int) and holder.session is not None:
-                        reason = "timed out" if deadline.expired() else "cancelled by the caller"
-                        asyncio.get_running_loop().create_task(_send_cancel(holder.session, request_id, reason))
-                    raise
-                finally:
-                    holder.busy -= 1
+                reconnected = reconnected or holder is not before
+                why = holder.gone()
+                if why is None:
+                    try:
+                        return await self._send(holder, tool, request, timeout_s, deadline)
+                    except _NotSent as exc:
+                        why = exc.why
+                holder.mark_dead(why)  # nothing was sent on it: the call may go to a fresh session
+                if reconnected:
+                    raise McpConnectionError(f"MCP server {self.name!r} could not take {tool!r}: {why}, also after "
+                                             "a restart; nothing was sent")
+                log.info("MCP server %s: %s; reconnecting before sending %s", self.name, why, tool)
+
+    async def _send(self, holder: _Session, tool: str, request: types.ClientRequest, timeout_s: float,
+                    deadline: asyncio.Timeout) -> types.CallToolResult:
+        """One attempt on ``holder``; raises _NotSent when the request never left, McpToolError otherwise."""
+        session = holder.session
+        assert session is not None
+        task = asyncio.current_task()
+        assert task is not None
+        request_id = getattr(session, "_request_id", None)
+        holder.busy += 1
+        holder.calls.add(task)
+        try:
+            return await session.send_request(request, types.CallToolResult,
+                                              request_read_timeout_seconds=timedelta(seconds=timeout_s))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            # Only the SDK's write into the transport raises these (its replies come through a stream it owns):
+            # the message was not handed over, so nothing reached the server.
+            raise _NotSent(_describe(exc)) from None
+        except McpError as exc:
+            if exc.error.code == CONNECTION_CLOSED:
+                holder.mark_dead("its connection closed")
+                raise McpConnectionError(f"MCP server {self.name!r} closed the connection during {tool!r} (its "
+                                         f"process or transport died); {_MAYBE_RAN}") from None
+            if exc.error.code == httpx.codes.REQUEST_TIMEOUT:
+                raise McpTimeoutError(f"MCP tool {tool!r} on {self.name!r} did not answer within "
+                                      f"{timeout_s:g} s") from None
+            raise McpToolError(f"MCP server {self.name!r} refused {tool!r}: {exc.error.message}") from None
+        except _TRANSPORT_ERRORS as exc:
+            holder.mark_dead(_describe(exc))
+            raise McpConnectionError(f"MCP server {self.name!r} failed during {tool!r} ({_describe(exc)}); "
+                                     f"{_MAYBE_RAN}") from None
+        except asyncio.CancelledError:
+            if task in holder.failed:  # cancelled by _Session._fail_calls: its server died under the call
+                holder.failed.discard(task)
+                if task.uncancel() == 0:  # and by nobody else (a deadline, the caller): report the death
+                    if holder.death == _CLOSED:
+                        raise McpConnectionError(f"the MCP client was closed during {tool!r} on {self.name!r}; "
+                                                 "it may or may not have run") from None
+                    raise McpConnectionError(f"MCP server {self.name!r} died during {tool!r} ({holder.death}); "
+                                             f"{_MAYBE_RAN}") from None
+            elif isinstance(request_id, int) and holder.session is not None:
+                reason = "timed out" if deadline.expired() else "cancelled by the caller"
+                asyncio.get_running_loop().create_task(_send_cancel(holder.session, request_id, reason))
+            raise
+        finally:
+            holder.busy -= 1
+            holder.calls.discard(task)
+            if task in holder.failed:  # cancelled too late to land in the call: withdraw that request
+                holder.failed.discard(task)
+                task.uncancel()
 
     async def close(self) -> None:
-        await asyncio.gather(*(slot.close() for slot in self.slots if slot is not None))
+        await asyncio.gather(*(slot.close() for slot in self.slots if slot is not None), *list(self._closers))
         self.slots = [None] * len(self.slots)
+
+
+class _NotSent(Exception):
+    """A call found its session dead before its request was handed to the transport (so it may be retried)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 async def _send_cancel(session: ClientSession, request_id: int, reason: str) -> None:
@@ -470,6 +662,10 @@ class McpClient:
             if t.name == name:
                 return t
         raise UnknownToolError(name, [t.name for t in self._tools])
+
+    def pids(self, server: str) -> list[int]:
+        """Process ids of ``server``'s running stdio sessions (none over HTTP); read-only, for diagnostics and tests."""
+        return self._pool(server).pids()
 
     async def acall(self, server: str, tool: str, args: Mapping[str, Any] | None = None,
                     timeout_s: float | None = None) -> str:
