@@ -125,7 +125,7 @@ def main() -> None:
         lr_encoder=args.lr_encoder,
         threshold_objective=args.objective,
     )
-    _shared_base_encoder(config.max_length)  # load outside the timed region, as a deployed model would be
+    _shared_base_encoder(config.max_length, lean=False)  # load outside the timed region, as training would
     load_seconds = None
     if args.model:  # re-evaluate a model trained earlier; its training time comes from its metadata
         t0 = time.perf_counter()

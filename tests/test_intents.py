@@ -233,3 +233,18 @@ def test_demo_data_is_well_formed() -> None:
         counts[e.label] = counts.get(e.label, 0) + 1
     assert set(counts) == {*DEMO_INTENTS, OUT_OF_SCOPE}
     assert all(40 <= counts[i] <= 60 for i in DEMO_INTENTS) and counts[OUT_OF_SCOPE] >= 60
+
+
+def test_the_lean_inference_encoder_matches_the_transformers_one():
+    """Loaded models classify on a plain-torch BERT (no transformers import); training uses transformers'.
+    Both give the same embeddings, so a model trained on one runs unchanged on the other."""
+    from agents.intents.encoder import Encoder
+    from agents.intents.model import int8_encoder
+
+    texts = ["What is 17 times 23?", "book me a flight to Paris tomorrow", "Explain why the sky is blue. " * 20]
+    lean, full = Encoder(lean=True), Encoder(lean=False)
+    assert (lean.embed(texts) - full.embed(texts)).abs().max() < 1e-5
+    # int8 quantization applies to the lean encoder's linear layers the same way
+    assert torch.nn.functional.cosine_similarity(int8_encoder(lean).embed(texts), full.embed(texts)).min() > 0.98
+    with pytest.raises(IntentModelError, match="inference only"):
+        lean.train()

@@ -57,21 +57,40 @@ def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class Encoder(nn.Module):
     """Text -> unit-length 384-d embedding; can also start from cached hidden states of a lower layer."""
 
-    def __init__(self, path: str | Path | None = None, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+    def __init__(self, path: str | Path | None = None, max_length: int = DEFAULT_MAX_LENGTH,
+                 lean: bool = False) -> None:
+        """``lean``: inference only, on memory's plain-torch BERT (same weights and names) and the Rust
+        tokenizer, so classifying a request never imports transformers (seconds per process)."""
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
         source = Path(path) if path is not None else base_model_path()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(source))
-            self.bert = AutoModel.from_pretrained(str(source), attn_implementation="sdpa")
-        except (OSError, ValueError) as exc:
-            raise IntentModelError(f"cannot load the encoder from {source}: {exc}") from exc
+        self.lean = lean
+        if lean:
+            from memory.embeddings import FastTokenizer, lean_bert
+            from memory.errors import MemoryLayerError
+
+            try:
+                self.tokenizer = FastTokenizer(source, max_length)
+                self.bert = lean_bert(source)
+            except MemoryLayerError as exc:
+                raise IntentModelError(str(exc)) from exc
+        else:
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(str(source))
+                self.bert = AutoModel.from_pretrained(str(source), attn_implementation="sdpa")
+            except (OSError, ValueError) as exc:
+                raise IntentModelError(f"cannot load the encoder from {source}: {exc}") from exc
         self.eval()
         self.max_length = max_length
+
+    def train(self, mode: bool = True) -> Encoder:
+        if mode and getattr(self, "lean", False):
+            raise IntentModelError("a lean encoder is for inference only; train on Encoder(lean=False)")
+        return super().train(mode)
 
     @property
     def num_layers(self) -> int:

@@ -78,11 +78,15 @@ def int8_encoder(encoder: Encoder, *, copy_first: bool = True) -> Encoder:
 
 
 @functools.lru_cache(maxsize=4)
-def _shared_base_encoder(max_length: int, precision: str = "fp32") -> Encoder:
-    """One base encoder per process and precision: head-only models (like the demo one) share it."""
+def _shared_base_encoder(max_length: int, precision: str = "fp32", lean: bool = True) -> Encoder:
+    """One base encoder per process and precision: head-only models (like the demo one) share it.
+
+    Loaded models get the lean (inference-only, no transformers import) encoder; training asks for
+    ``lean=False``, the transformers model it back-propagates through.
+    """
     if precision == "int8":
-        return int8_encoder(_shared_base_encoder(max_length, "fp32"))
-    return Encoder(max_length=max_length)
+        return int8_encoder(_shared_base_encoder(max_length, "fp32", lean))
+    return Encoder(max_length=max_length, lean=lean)
 
 
 class TrainedIntentClassifier:
@@ -245,7 +249,7 @@ class TrainedIntentClassifier:
         max_length = int(enc_cfg.get("max_length", 64))
         finetuned = enc_cfg.get("finetuned_from_layer")
         if enc_cfg.get("weights"):
-            encoder = Encoder(max_length=max_length)
+            encoder = Encoder(max_length=max_length, lean=True)
             try:
                 missing = encoder.load_state_dict(
                     load_file(str(directory / enc_cfg["weights"])), strict=False

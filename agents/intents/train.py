@@ -183,7 +183,7 @@ def train_classifier(
     y = torch.tensor([index[e.label] for e in train])
     texts = [e.text for e in train]
 
-    base = _shared_base_encoder(config.max_length)
+    base = _shared_base_encoder(config.max_length, lean=False)
     finetune = 0 < config.finetune_layers
     encoder = copy.deepcopy(base) if finetune else base
     head = CosineHead(encoder.dim, len(labels), hidden=config.hidden, dropout=config.dropout)
