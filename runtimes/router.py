@@ -40,7 +40,7 @@ PRIVATE_FLAG = "private"
 # Text that marks a message private by default: e-mail addresses, card/IBAN-like digit runs, phone numbers,
 # secrets given as "password: x" or in plain words ("my password is x"), and well-known API key shapes.
 DEFAULT_PRIVATE_PATTERNS = [
-    r"[\w.+-]+@[\w-]+\.[\w.-]+",
+    r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+",  # starts only where a word starts: linear on long text
     r"\b(?:\d[ -]?){13,19}\b",
     r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}\b",
     r"(?i)\b(?:password|passwd|passcode|pin|api[_-]?key|secret|ssn|token)\b\s*[:=]",

@@ -35,7 +35,7 @@ DEFAULT_SECRET_PATTERNS = (
 # so this is a copy for tracing used on its own; tierflow.settings passes the router's live routing.private_patterns
 # in, and tests/test_tracing_masking.py keeps the two defaults equal.
 DEFAULT_PRIVATE_PATTERNS = (
-    r"[\w.+-]+@[\w-]+\.[\w.-]+",
+    r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+",  # starts only where a word starts: linear on long text
     r"\b(?:\d[ -]?){13,19}\b",
     r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}\b",
     r"(?i)\b(?:password|passwd|passcode|pin|api[_-]?key|secret|ssn|token)\b\s*[:=]",
