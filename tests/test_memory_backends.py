@@ -132,6 +132,41 @@ def test_forget_removes_a_run_or_a_whole_user_from_both_stores(memory_backend):
     assert store.forget(user_id="nobody") .memories == 0
 
 
+def copies_in_every_store(store, text: str) -> dict[str, int]:
+    """How many stored records hold ``text``, read from each store's raw contents (not through the facade)."""
+    found: dict[str, int] = {}
+    for part in (store.vectors, store.graph):
+        db = getattr(part, "db", None)
+        if db is not None:  # embedded SQLite: every namespace, vectors and graph
+            conn = db.conn
+            found["sqlite"] = (conn.execute("SELECT count(*) FROM memories WHERE text LIKE ?", (f"%{text}%",))
+                               .fetchone()[0] + conn.execute("SELECT count(*) FROM nodes WHERE props LIKE ?",
+                                                             (f"%{text}%",)).fetchone()[0])
+    if hasattr(store.graph, "driver"):  # Neo4j: any property of any node, every namespace
+        records, _, _ = store.graph.driver.execute_query(
+            "MATCH (n) WHERE any(k IN keys(n) WHERE toString(n[k]) CONTAINS $text) RETURN count(n) AS c", text=text)
+        found["neo4j"] = records[0]["c"]
+    if hasattr(store.vectors, "client"):  # Weaviate: every object of every tenant
+        collection = store.vectors.client.collections.use(store.vectors.name)
+        found["weaviate"] = sum(text in str(o.properties.get("text"))
+                                for tenant in collection.tenants.get()
+                                for o in collection.with_tenant(tenant).iterator())
+    return found
+
+
+def test_forget_leaves_no_copy_of_the_users_text_in_any_store(memory_backend):
+    store = memory_backend()
+    secret = episode("run-clinic", "Plan my visit to the Zebrafish Clinic", "Ask for Dr Quillfeather.")
+    store.remember(secret, user_id="ana")
+    store.remember(LISBON, user_id="bob")
+    before = copies_in_every_store(store, "Zebrafish")
+    assert before and all(n > 0 for n in before.values()), before  # the check sees the text while it is there
+    store.forget(user_id="ana")
+    assert all(n == 0 for n in copies_in_every_store(store, "Zebrafish").values())
+    assert all(n == 0 for n in copies_in_every_store(store, "Quillfeather").values())
+    assert all(n > 0 for n in copies_in_every_store(store, "Belem").values())  # bob's memories stay
+
+
 def test_a_half_written_episode_is_never_recalled(memory_backend):
     """Vectors written but the graph transaction never committed (what a crash between them leaves)."""
     store = memory_backend()
