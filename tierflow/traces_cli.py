@@ -57,7 +57,7 @@ def show(
     config: Annotated[Path | None, typer.Option("--config", help="settings TOML file")] = None,
 ) -> None:
     """Print run RUN_ID as a tree of spans with timings, tiers and tokens."""
-    from tierflow.cli import fail
+    from tierflow.console import fail
     from tierflow.settings import SettingsError, load_settings
     from tracing import RunNotFoundError, TraceFileError, read_spans, render, run_trees
 
