@@ -54,13 +54,6 @@ def latency_ms(fn: Callable[[str], Any], texts: Sequence[str], warmup: int = 5) 
     return {"p50_ms": float(np.percentile(samples, 50)), "p95_ms": float(np.percentile(samples, 95))}
 
 
-def throughput_qps(fn: Callable[[Sequence[str]], Any], texts: Sequence[str]) -> float:
-    """Queries per second of a batch call (``classify_batch``) over ``texts``."""
-    start = time.perf_counter()
-    fn(list(texts))
-    return len(texts) / max(time.perf_counter() - start, 1e-9)
-
-
 def choose_threshold(
     best_prob: np.ndarray,
     oos_argmax: np.ndarray,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -274,10 +273,3 @@ class TrainedIntentClassifier:
 
 def _unit(value: float) -> float:
     return float(min(1.0, max(0.0, value)))
-
-
-def timed_load(directory: str | Path) -> tuple[TrainedIntentClassifier, float]:
-    """Load a model and return it with the seconds it took (the < 2 s load budget is tested)."""
-    start = time.perf_counter()
-    model = TrainedIntentClassifier.load(directory)
-    return model, time.perf_counter() - start

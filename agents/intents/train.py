@@ -140,16 +140,6 @@ def _pad(hidden: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return states, mask
 
 
-def _embed_cached(encoder: Encoder, hidden: list[torch.Tensor], layer: int, batch_size: int = 256) -> torch.Tensor:
-    """Final embeddings from cached hidden states (runs only the top blocks)."""
-    embs = []
-    with torch.inference_mode():
-        for start in range(0, len(hidden), batch_size):
-            states, mask = _pad(hidden[start : start + batch_size])
-            embs.append(encoder.forward_from(states, mask, layer))
-    return torch.cat(embs)
-
-
 def _schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
     def factor(step: int) -> float:
         if step < warmup:

@@ -972,9 +972,3 @@ class McpTool(BaseTool):
     async def _arun(self, config: RunnableConfig, **kwargs: Any) -> str:
         check_allowed(self.name, self.allow_roles, config)
         return await self._client.acall(self.server, self.remote_name, kwargs)
-
-
-def start_clients(servers: Mapping[str, McpServerConfig]) -> McpClient | None:
-    """A started client for the declared servers, or None when none are declared."""
-    return McpClient(servers).start() if servers else None
-
