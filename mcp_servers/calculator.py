@@ -13,13 +13,13 @@ from mcp.server.fastmcp import FastMCP
 from pydantic import Field
 
 from mcp_servers.serve import add_serve_arguments, serve_from_args
-from tools.grounding import CONSTANTS, GROUNDED
+from tools.grounding import GROUNDED
 from tools.native import evaluate, format_number
 from tools.units import TEMPERATURES, UNITS, convert, parse_value, unit_name
 
 # Grounded arguments (tools.grounding): a schema-constrained agent may use only numbers from its context.
 Expression = Annotated[str, Field(description="arithmetic only, e.g. 17*23 or (2+3)/4",
-                                  json_schema_extra={GROUNDED: "expression", CONSTANTS: ["100"]})]
+                                  json_schema_extra={GROUNDED: "expression"})]
 Value = Annotated[str | float, Field(description="the number to convert, e.g. 5 or 2.5",
                                      json_schema_extra={GROUNDED: "number"})]
 

@@ -48,8 +48,14 @@ def test_ground_schema_rewrites_declared_arguments_only():
     grounded = ground_schema(schema, ["17", "23"])
     prop = grounded["properties"]["expression"]
     assert "x-tierflow-grounded" not in prop and "x-tierflow-constants" not in prop
-    assert re.fullmatch(prop["pattern"], "17*23") and re.fullmatch(prop["pattern"], "17/100")  # 100: declared
-    assert not re.fullmatch(prop["pattern"], "17*391")
+    assert re.fullmatch(prop["pattern"], "17*23") and not re.fullmatch(prop["pattern"], "17*391")
+    # no 100 unless the request says "percent" or "%": a free 100 lured the model into "4*90/100" for 90/4
+    assert not re.fullmatch(prop["pattern"], "17/100")
+    assert re.fullmatch(ground_schema(schema, numbers_in("17 percent of 23"))["properties"]["expression"]["pattern"],
+                        "17/100*23")
+    declared = {"type": "object", "properties": {"minutes": {"type": "string", "x-tierflow-grounded": "expression",
+                                                             "x-tierflow-constants": ["60"]}}}
+    assert re.fullmatch(ground_schema(declared, ["3"])["properties"]["minutes"]["pattern"], "3*60")
     units = ground_schema(args_json_schema(tools.get("convert_units")), ["5"], "convert 5 km to miles")
     assert units["properties"]["value"]["enum"] == ["5"] and units["properties"]["from_unit"]["enum"] == ["km", "miles"]
 

@@ -4,7 +4,8 @@ A tool declares which of its arguments are grounded in its JSON schema, so any t
 
 - ``"x-tierflow-grounded": "expression"`` on a string: arithmetic whose every literal is a context number;
 - ``"x-tierflow-grounded": "number"`` on a string or number: exactly one context number;
-- ``"x-tierflow-constants": ["100"]`` on the same field: numbers always allowed (percentages, say);
+- ``"x-tierflow-constants": ["60"]`` on the same field: numbers always allowed (a conversion factor, say);
+  percentages need none: "percent" and "%" in the request stand for 100;
 - ``"x-tierflow-grounded": "mention"`` on a field with an ``enum``: only the values the context mentions
   (unit names, say); a context that mentions none leaves the tool out.
 
@@ -36,9 +37,10 @@ _WORDS: dict[str, tuple[str, ...]] = {
     "fifty": ("50",), "sixty": ("60",), "seventy": ("70",), "eighty": ("80",), "ninety": ("90",),
     "hundred": ("100",), "thousand": ("1000",), "million": ("1000000",), "dozen": ("12",),
     "half": ("2", "0.5"), "quarter": ("4", "0.25"), "double": ("2",), "twice": ("2",), "triple": ("3",),
-    "squared": ("2",), "square": ("2",), "cubed": ("3",), "cube": ("3",), "percent": ("100",), "%": ("100",),
+    "squared": ("2",), "square": ("2",), "cubed": ("3",), "cube": ("3",), "percent": ("100",),
+    "percentage": ("100",), "per cent": ("100",), "%": ("100",),
 }
-_WORD = re.compile(r"(?i)\b(" + "|".join(w for w in _WORDS if w.isalpha()) + r")\b|%")
+_WORD = re.compile(r"(?i)\b(" + "|".join(w for w in _WORDS if w.replace(" ", "").isalpha()) + r")\b|%")
 # No "%": small models write "35% 140" for a percentage, which the calculator reads as modulo.
 _OPERATORS = r"(\*\*|[-+*/^])"
 

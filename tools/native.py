@@ -10,7 +10,7 @@ from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
 
 from tools.errors import ToolInputError
-from tools.grounding import CONSTANTS, GROUNDED
+from tools.grounding import GROUNDED
 from tools.units import convert, parse_value, unit_name, unit_names
 
 MAX_EXPRESSION_CHARS = 300
@@ -86,7 +86,7 @@ class CalculatorArgs(BaseModel):
 
     expression: str = Field(min_length=1, max_length=MAX_EXPRESSION_CHARS, pattern=ARITHMETIC,
                             description="arithmetic only, e.g. 17*23 or (2+3)/4",
-                            json_schema_extra={GROUNDED: "expression", CONSTANTS: ["100"]})
+                            json_schema_extra={GROUNDED: "expression"})
 
 
 class ConvertArgs(BaseModel):
