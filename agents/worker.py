@@ -70,13 +70,15 @@ def action_schema(registry: ToolRegistry, tool_names: Sequence[str],
             args = grounded
         else:
             args = _without_grounding(args)
-        branches.append({
-            "type": "object",
-            "properties": {"action": {"const": "call_tool"}, "tool": {"const": tool.name},
-                           "args": {"type": "object", "properties": args.get("properties", {}),
-                                    "required": args.get("required", [])}},
-            "required": ["action", "tool", "args"],
-        })
+        # grounding may split a tool's arguments into alternatives (distinct units): one branch each
+        for alternative in args.get("anyOf") or [args]:
+            branches.append({
+                "type": "object",
+                "properties": {"action": {"const": "call_tool"}, "tool": {"const": tool.name},
+                               "args": {"type": "object", "properties": alternative.get("properties", {}),
+                                        "required": alternative.get("required", [])}},
+                "required": ["action", "tool", "args"],
+            })
     branches.append({"type": "object", "properties": {"action": {"const": "finish"}, "answer": {"type": "string"}},
                      "required": ["action", "answer"]})
     return {"anyOf": branches}

@@ -57,7 +57,8 @@ def test_ground_schema_rewrites_declared_arguments_only():
                                                              "x-tierflow-constants": ["60"]}}}
     assert re.fullmatch(ground_schema(declared, ["3"])["properties"]["minutes"]["pattern"], "3*60")
     units = ground_schema(args_json_schema(tools.get("convert_units")), ["5"], "convert 5 km to miles")
-    assert units["properties"]["value"]["enum"] == ["5"] and units["properties"]["from_unit"]["enum"] == ["km", "miles"]
+    assert [(b["properties"]["value"]["enum"], b["properties"]["from_unit"]["const"], b["properties"]["to_unit"][
+        "const"]) for b in units["anyOf"]] == [(["5"], "km", "miles"), (["5"], "miles", "km")]
 
 
 def test_a_grounded_tool_without_numbers_to_use_leaves_the_action_schema():
@@ -91,7 +92,9 @@ def test_an_unknown_grounding_kind_is_a_clear_error():
 def test_mention_grounding_keeps_the_units_the_request_names(text, units):
     tools = ToolRegistry(native_tools())
     grounded = ground_schema(args_json_schema(tools.get("convert_units")), numbers_in(text), text)
-    assert sorted(grounded["properties"]["to_unit"]["enum"]) == sorted(units)
+    # two units named: one alternative per (from, to) pair of them, never the same unit twice
+    offered = {b["properties"]["to_unit"]["const"] for b in grounded["anyOf"]}
+    assert sorted(offered) == sorted(units)
     assert mentioned(["m", "s"], "it's a long way") == []  # one-letter units need a word of their own
 
 
@@ -101,3 +104,18 @@ def test_a_request_naming_no_unit_leaves_convert_units_out():
     text = "how much is 35 percent of 140"
     schema = action_schema(tools, ["calculator", "convert_units"], numbers_in(text), text)
     assert [b["properties"].get("tool", {}).get("const") for b in schema["anyOf"]] == ["calculator", None]
+
+
+def test_a_conversion_never_goes_into_the_unit_it_starts_from():
+    # '100 °F in celsius' was called as °F -> °F by the 0.5B model; the grammar now offers only distinct pairs
+    tools = ToolRegistry(native_tools())
+    text = "100 °F in celsius"
+    schema = action_schema(tools, ["convert_units"], context_numbers=numbers_in(text), context_text=text)
+    pairs = [(b["properties"]["args"]["properties"]["from_unit"]["const"],
+              b["properties"]["args"]["properties"]["to_unit"]["const"])
+             for b in schema["anyOf"] if b["properties"]["action"] == {"const": "call_tool"}]
+    assert sorted(pairs) == [("celsius", "°F"), ("°F", "celsius")]
+    # one unit mentioned: nothing to tell apart, the enum stays (the tool's own check refuses F -> F)
+    one = ground_schema(args_json_schema(tools.get("convert_units")), ["5"], "convert 5 km")
+    assert one["properties"]["to_unit"]["enum"] == ["km"] and "x-tierflow-distinct-from" not in one["properties"][
+        "to_unit"]

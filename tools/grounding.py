@@ -7,7 +7,9 @@ A tool declares which of its arguments are grounded in its JSON schema, so any t
 - ``"x-tierflow-constants": ["60"]`` on the same field: numbers always allowed (a conversion factor, say);
   percentages need none: "percent" and "%" in the request stand for 100;
 - ``"x-tierflow-grounded": "mention"`` on a field with an ``enum``: only the values the context mentions
-  (unit names, say); a context that mentions none leaves the tool out.
+  (unit names, say); a context that mentions none leaves the tool out;
+- ``"x-tierflow-distinct-from": "other_field"`` on a ``mention`` field: never the same value as that field
+  (a conversion into the unit it starts from is never what a request means).
 
 :func:`ground_schema` rewrites such a schema for one call, so schema-constrained decoding cannot produce an
 operand that is not in the context: a small model can pick the wrong operation, never invent a number.
@@ -23,6 +25,8 @@ from typing import Any
 
 GROUNDED = "x-tierflow-grounded"
 CONSTANTS = "x-tierflow-constants"
+DISTINCT = "x-tierflow-distinct-from"
+MAX_DISTINCT_PAIRS = 12  # more mentioned values than this: leave the pair unconstrained
 MAX_CONTEXT_NUMBERS = 40
 
 # Digits with optional thousands separators and decimals; a leading sign is an operator, not part of the number.
@@ -127,7 +131,34 @@ def ground_schema(schema: dict[str, Any], context: Iterable[str], text: str = ""
         else:
             raise ValueError(f"argument {name!r}: unknown {GROUNDED} kind {kind!r}; "
                              "use 'expression', 'number' or 'mention'")
-    return out
+    return _distinct(out)
+
+
+def _distinct(schema: dict[str, Any]) -> dict[str, Any]:
+    """Fields declared distinct from another become one ``anyOf`` branch per allowed pair of values.
+
+    JSON schema cannot say "a != b" directly; enumerating the pairs keeps it in the subset grammar decoders
+    (llama.cpp) support. Pairs are few: only values the context mentions are left in the enums.
+    """
+    props = schema.get("properties") or {}
+    for name, prop in list(props.items()):
+        other = prop.pop(DISTINCT, None) if isinstance(prop, dict) else None
+        if other is None or not isinstance(props.get(other), dict):
+            continue
+        mine, theirs = prop.get("enum"), props[other].get("enum")
+        if not mine or not theirs:
+            continue
+        pairs = [(a, b) for a in theirs for b in mine if a != b]
+        if not pairs or len(pairs) > MAX_DISTINCT_PAIRS:  # one value mentioned: nothing to tell apart
+            continue
+        branches = []
+        for a, b in pairs:
+            branch = copy.deepcopy(schema)
+            branch["properties"][other] = {k: v for k, v in props[other].items() if k != "enum"} | {"const": a}
+            branch["properties"][name] = {k: v for k, v in prop.items() if k != "enum"} | {"const": b}
+            branches.append(branch)
+        return {"anyOf": branches}
+    return schema
 
 
 def expression_pattern(numbers: Iterable[str]) -> str:

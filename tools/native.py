@@ -10,7 +10,7 @@ from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
 
 from tools.errors import ToolInputError
-from tools.grounding import GROUNDED
+from tools.grounding import DISTINCT, GROUNDED
 from tools.units import convert, parse_value, unit_name, unit_names
 
 MAX_EXPRESSION_CHARS = 300
@@ -96,7 +96,8 @@ class ConvertArgs(BaseModel):
                        json_schema_extra={GROUNDED: "number"})
     from_unit: str = Field(description="unit of the value",
                            json_schema_extra={"enum": unit_names(), GROUNDED: "mention"})
-    to_unit: str = Field(description="unit wanted", json_schema_extra={"enum": unit_names(), GROUNDED: "mention"})
+    to_unit: str = Field(description="unit wanted", json_schema_extra={"enum": unit_names(), GROUNDED: "mention",
+                                                                       DISTINCT: "from_unit"})
 
 
 # Explicit argument models: LangChain's signature inference drops ``json_schema_extra`` (the grounding keys).
