@@ -167,6 +167,14 @@ def lean_bert(path: str | Path) -> Any:
     return model.eval()
 
 
+@lru_cache(maxsize=2)
+def shared_lean_bert(path: str) -> Any:
+    """One inference-only copy of the BERT at ``path`` per process, for every reader that never changes it:
+    memory's embedder and the intent classifier's base encoder use the same weights (~90 MB once, not twice).
+    Anything that loads other weights into it or quantizes it must take its own ``lean_bert``."""
+    return lean_bert(path)
+
+
 class MiniLM:
     """all-MiniLM-L6-v2 as its sentence-transformers pipeline runs it: BERT, mean pooling, L2 normalisation.
 
@@ -180,7 +188,7 @@ class MiniLM:
 
         self.torch = torch
         self.tokenizer = FastTokenizer(path, MAX_TOKENS)
-        self.model = lean_bert(path)
+        self.model = shared_lean_bert(str(Path(path)))
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Unit-length vectors of ``texts``, encoded ``batch_size`` at a time."""

@@ -31,3 +31,14 @@ def test_embedding_does_not_import_sentence_transformers():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_memory_and_the_demo_intent_classifier_share_one_copy_of_the_weights(embedder: Embedder):
+    from agents.intents.model import _shared_base_encoder, int8_encoder
+    from memory.embeddings import _load
+
+    base = _shared_base_encoder(64)
+    assert base.bert is _load(str(model_path())).model  # ~90 MB once per process, not twice
+    quantized = int8_encoder(base)  # quantizes its own copy: memory's vectors do not change
+    assert quantized.bert is not base.bert
+    assert np.abs(embedder.embed(TEXTS[:2]) - _load(str(model_path())).encode(TEXTS[:2], 8)).max() == 0

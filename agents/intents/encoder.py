@@ -58,19 +58,20 @@ class Encoder(nn.Module):
     """Text -> unit-length 384-d embedding; can also start from cached hidden states of a lower layer."""
 
     def __init__(self, path: str | Path | None = None, max_length: int = DEFAULT_MAX_LENGTH,
-                 lean: bool = False) -> None:
+                 lean: bool = False, shared: bool = False) -> None:
         """``lean``: inference only, on memory's plain-torch BERT (same weights and names) and the Rust
-        tokenizer, so classifying a request never imports transformers (seconds per process)."""
+        tokenizer, so classifying a request never imports transformers (seconds per process). ``shared``
+        (lean only): the process-wide copy memory embeds with, for an encoder whose weights never change."""
         super().__init__()
         source = Path(path) if path is not None else base_model_path()
         self.lean = lean
         if lean:
-            from memory.embeddings import FastTokenizer, lean_bert
+            from memory.embeddings import FastTokenizer, lean_bert, shared_lean_bert
             from memory.errors import MemoryLayerError
 
             try:
                 self.tokenizer = FastTokenizer(source, max_length)
-                self.bert = lean_bert(source)
+                self.bert = shared_lean_bert(str(Path(source))) if shared else lean_bert(source)
             except MemoryLayerError as exc:
                 raise IntentModelError(str(exc)) from exc
         else:

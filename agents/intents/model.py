@@ -83,9 +83,9 @@ def _shared_base_encoder(max_length: int, precision: str = "fp32", lean: bool = 
     Loaded models get the lean (inference-only, no transformers import) encoder; training asks for
     ``lean=False``, the transformers model it back-propagates through.
     """
-    if precision == "int8":
+    if precision == "int8":  # int8_encoder quantizes a deep copy: the shared weights stay as they are
         return int8_encoder(_shared_base_encoder(max_length, "fp32", lean))
-    return Encoder(max_length=max_length, lean=lean)
+    return Encoder(max_length=max_length, lean=lean, shared=lean)
 
 
 class TrainedIntentClassifier:
