@@ -11,7 +11,6 @@ from pydantic import BaseModel, SecretStr
 from runtimes.router import DEFAULT_PRIVATE_PATTERNS, RoutingPolicy
 from tierflow.settings import Settings
 from tracing import Masker
-from tracing.config import DEFAULT_PRIVATE_PATTERNS as TRACING_PRIVATE_PATTERNS
 from tracing.config import MaskSettings
 
 
@@ -160,7 +159,7 @@ def test_a_private_run_s_data_is_replaced_whole_but_its_ids_stay():
 
 
 def test_tracing_masks_the_routers_private_patterns_by_default_and_as_configured():
-    assert list(TRACING_PRIVATE_PATTERNS) == DEFAULT_PRIVATE_PATTERNS == RoutingPolicy().private_patterns
+    assert MaskSettings().private_patterns == DEFAULT_PRIVATE_PATTERNS == RoutingPolicy().private_patterns
     assert Settings().tracing.mask.private_patterns == DEFAULT_PRIVATE_PATTERNS
     custom = Settings(routing={"private_patterns": [r"\bZX\d+"]})
     assert custom.tracing.mask.private_patterns == [r"\bZX\d+"]

@@ -99,7 +99,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _mask_what_the_router_keeps_private(self) -> Settings:
-        # Traces mask the text the router treats as private (tracing cannot import runtimes to read it itself).
+        # Traces mask what this run's router treats as private, including patterns set under [routing].
         if "private_patterns" not in self.tracing.mask.model_fields_set:
             mask = self.tracing.mask.model_copy(update={"private_patterns": list(self.routing.private_patterns)})
             self.tracing = self.tracing.model_copy(update={"mask": mask})

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from runtimes.errors import TierflowError
+from runtimes.privacy import DEFAULT_PRIVATE_PATTERNS
 
 ObservationType = Literal["span", "agent", "chain", "tool", "retriever", "evaluator", "guardrail", "embedding"]
 
@@ -29,20 +30,6 @@ DEFAULT_SECRET_PATTERNS = (
     r"\bgh[pousr]_[A-Za-z0-9]{20,}",       # GitHub tokens
     r"\bAKIA[0-9A-Z]{16}\b",               # AWS access key ids
     r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",  # JWTs
-)
-# What the tier router treats as private (runtimes.router.DEFAULT_PRIVATE_PATTERNS): e-mail addresses, card/IBAN
-# digit runs, "password: x" and "my password is x", API key shapes, phone numbers. tracing may not import runtimes,
-# so this is a copy for tracing used on its own; tierflow.settings passes the router's live routing.private_patterns
-# in, and tests/test_tracing_masking.py keeps the two defaults equal.
-DEFAULT_PRIVATE_PATTERNS = (
-    r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+",  # starts only where a word starts: linear on long text
-    r"\b(?:\d[ -]?){13,19}\b",
-    r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}\b",
-    r"(?i)\b(?:password|passwd|passcode|pin|api[_-]?key|secret|ssn|token)\b\s*[:=]",
-    r"(?i)\b(?:password|passwd|passcode|pin code|api[ _-]?key|secret key|social security number|ssn)"
-    r"\s+(?:is|was|=)\s+\S+",
-    r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}\b|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{30,}\b|\bxox[baprs]-[A-Za-z0-9-]{10,}",
-    r"(?<![\w.])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?![\w.])|\(\d{3}\) ?\d{3}-\d{4}\b",
 )
 # Metadata keys a private run's observations keep (masked as usual): ids, flags, graph position, routing.
 # Every other value of a private run is replaced whole.
