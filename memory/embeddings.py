@@ -55,6 +55,28 @@ class FastTokenizer:
                 "attention_mask": torch.tensor([e.attention_mask for e in encoded], dtype=torch.long)}
 
 
+def bert_blocks(blocks: Any, x: Any, attention_mask: Any, heads: int) -> Any:
+    """Run BERT ``blocks`` (modules named like transformers' ``BertLayer``) on hidden states ``x``, inference only.
+
+    The same maths as transformers' layers without their per-call overhead; it serves this module's lean BERT
+    and the intent encoder's top layers (which may be transformers' own modules) alike.
+    """
+    from torch import nn
+
+    batch, length, dim = x.shape
+    mask = None if bool(attention_mask.all()) else attention_mask[:, None, None, :].bool()
+    for block in blocks:
+        attn = block.attention.self
+        q, k, v = (proj(x).view(batch, length, heads, -1).transpose(1, 2)
+                   for proj in (attn.query, attn.key, attn.value))
+        context = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        context = context.transpose(1, 2).reshape(batch, length, dim)
+        x = block.attention.output.LayerNorm(block.attention.output.dense(context) + x)
+        inner = block.intermediate.intermediate_act_fn(block.intermediate.dense(x))
+        x = block.output.LayerNorm(block.output.dense(inner) + x)
+    return x
+
+
 def lean_bert(path: str | Path) -> Any:
     """all-MiniLM-L6-v2's BERT as plain torch modules named like transformers' ``BertModel`` (its
     checkpoints and fine-tuned layers load unchanged), for inference.
@@ -121,16 +143,6 @@ def lean_bert(path: str | Path) -> Any:
             self.intermediate = Intermediate()
             self.output = DenseNorm(cfg.intermediate_size)
 
-        def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-            batch, length, dim = x.shape
-            attn = self.attention.self
-            q, k, v = (proj(x).view(batch, length, cfg.num_attention_heads, -1).transpose(1, 2)
-                       for proj in (attn.query, attn.key, attn.value))
-            context = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            context = context.transpose(1, 2).reshape(batch, length, dim)
-            x = self.attention.output.LayerNorm(self.attention.output.dense(context) + x)
-            inner = self.intermediate.intermediate_act_fn(self.intermediate.dense(x))
-            return self.output.LayerNorm(self.output.dense(inner) + x)
 
     class Encoder(nn.Module):
         def __init__(self) -> None:
@@ -147,11 +159,8 @@ def lean_bert(path: str | Path) -> Any:
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
             """The last hidden states (batch, length, hidden)."""
-            x = self.embeddings(input_ids, token_type_ids)
-            mask = None if bool(attention_mask.all()) else attention_mask[:, None, None, :].bool()
-            for block in self.encoder.layer:
-                x = block(x, mask)
-            return x
+            return bert_blocks(self.encoder.layer, self.embeddings(input_ids, token_type_ids), attention_mask,
+                               cfg.num_attention_heads)
 
     model = LeanBert()
     try:

@@ -134,20 +134,9 @@ class Encoder(nn.Module):
 
         About a third faster for single short queries, which is what the orchestrator's hot path sends.
         """
-        batch, length, dim = x.shape
-        heads = self.bert.config.num_attention_heads
-        mask = None if bool(attention_mask.all()) else attention_mask[:, None, None, :].bool()
-        for block in self.bert.encoder.layer[layer:]:
-            attn = block.attention.self
-            q, k, v = (
-                proj(x).view(batch, length, heads, -1).transpose(1, 2) for proj in (attn.query, attn.key, attn.value)
-            )
-            context = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            context = context.transpose(1, 2).reshape(batch, length, dim)
-            x = block.attention.output.LayerNorm(block.attention.output.dense(context) + x)
-            inner = block.intermediate.intermediate_act_fn(block.intermediate.dense(x))
-            x = block.output.LayerNorm(block.output.dense(inner) + x)
-        return x
+        from memory.embeddings import bert_blocks
+
+        return bert_blocks(self.bert.encoder.layer[layer:], x, attention_mask, self.bert.config.num_attention_heads)
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
