@@ -26,11 +26,6 @@ CheckpointerOpt = Annotated[str | None, typer.Option("--checkpointer", help="sql
                                                      "postgres://user@host:port/db")]
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """What a command reports as one line: every tierflow error derives from one root."""
-    return (TierflowError,)
-
-
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # read at most this much of --file / stdin; the request limit is lower
 
 
@@ -93,10 +88,9 @@ def run(
     offline_env()
     from graphs.requests import check_request
 
-    known = _known_errors()
     try:  # bad input is answered before anything heavy is imported or loaded
         request = check_request(read_request(request, file))
-    except known as exc:
+    except TierflowError as exc:
         raise fail(str(exc), exit_code(exc)) from None
     from graphs.runner import run_request
     from runtimes.registry import TierRegistry
@@ -121,7 +115,7 @@ def run(
             with run_tracing as callbacks:  # Langfuse / trace file when configured; flush is bounded
                 result = run_request(compiled, request, run_id=run_id, user_id=user, callbacks=callbacks,
                                      on_event=_event_printer(as_json) if stream else None, private=private)
-    except known as exc:
+    except TierflowError as exc:
         raise fail(str(exc), exit_code(exc)) from None
     except ValueError as exc:  # e.g. an unknown --pattern
         raise fail(str(exc)) from None
@@ -205,7 +199,6 @@ def resume(
     from tierflow.settings import load_settings, tier_overrides
     from tierflow.traces_cli import open_run_tracing
 
-    known = _known_errors()
     try:
         overrides = tier_overrides(tier)
         if checkpointer:
@@ -222,7 +215,7 @@ def resume(
             with run_tracing as callbacks:  # traced like `run` when configured; flush is bounded
                 result = resume_run(compiled, run_id, answer=answer, callbacks=callbacks,
                                     on_event=_event_printer(as_json) if stream else None)
-    except known as exc:
+    except TierflowError as exc:
         raise fail(str(exc), exit_code(exc)) from None
     except ValueError as exc:
         raise fail(str(exc)) from None
@@ -384,16 +377,12 @@ def main() -> None:
     try:
         app()  # command-line syntax errors (unknown option, bad --limit) get typer's usage message, exit 2
     except TierflowError as exc:
-        raise SystemExit(_exit_after(fail(str(exc), exit_code(exc)))) from None
+        raise SystemExit(fail(str(exc), exit_code(exc)).exit_code) from None
     except sqlite3.DatabaseError as exc:
-        raise SystemExit(_exit_after(fail(f"a database file is unreadable (corrupt, or not a tierflow "
-                                          f"database): {exc}"))) from None
+        raise SystemExit(fail(f"a database file is unreadable (corrupt, or not a tierflow database): {exc}")
+                         .exit_code) from None
     except UnicodeError as exc:
-        raise SystemExit(_exit_after(fail(f"text is not valid UTF-8: {exc.reason}"))) from None
-
-
-def _exit_after(exit_: typer.Exit) -> int:
-    return exit_.exit_code
+        raise SystemExit(fail(f"text is not valid UTF-8: {exc.reason}").exit_code) from None
 
 
 if __name__ == "__main__":

@@ -28,8 +28,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def offline_env() -> None:
-    """Never let a library try a model hub at run time; keep HTTP client logs quiet."""
-    # Models ship inside PyPI packages; never let a library try a model hub at run time.
+    """Models ship inside PyPI packages: never let a library try a model hub at run time; quiet HTTP logs."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -75,7 +75,7 @@ def eval_command(
             report["langfuse"] = experiment.summary()
         paths = write_reports(report, records, folder, html_report=html)
         regressions = compare(report, base, tolerance, spec.gate or None) if base else []
-    except (EvalError, TierflowError) as exc:
+    except TierflowError as exc:  # EvalError among them
         raise fail(str(exc), exit_code(exc)) from None
     finally:
         if experiment is not None:
