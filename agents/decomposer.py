@@ -10,8 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
-
-from agents.plan import (
+from tierflow.agents.plan import (
     ID_PATTERN,
     MAX_GOAL_CHARS,
     MAX_SUBTASKS,
@@ -23,9 +22,9 @@ from agents.plan import (
     plan_problems,
     says_something,
 )
-from agents.roles import DEFAULT_ROLES, DEFAULT_TEMPLATE, TEMPLATES, Role
-from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
-from runtimes.structured import invoke_json
+from tierflow.agents.roles import DEFAULT_ROLES, DEFAULT_TEMPLATE, TEMPLATES, Role
+from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
+from tierflow.runtimes.structured import invoke_json
 
 PLAN_MAX_TOKENS = 400
 

@@ -1,6 +1,6 @@
 """The intent classifier contract the orchestrator depends on.
 
-Implementations live elsewhere (``agents.intents`` trains one on sentence embeddings); the
+Implementations live elsewhere (``tierflow.agents.intents`` trains one on sentence embeddings); the
 orchestrator only needs something with ``classify(text) -> IntentResult``, so tests and users can
 inject their own.
 """

@@ -13,11 +13,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
-
-from agents.plan import Subtask
-from agents.worker import WorkerAgent, WorkerResult
-from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
-from runtimes.structured import invoke_json
+from tierflow.agents.plan import Subtask
+from tierflow.agents.worker import WorkerAgent, WorkerResult
+from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
+from tierflow.runtimes.structured import invoke_json
 
 MAX_POST_CHARS = 600
 BOARD_TAIL = 12  # posts of the board a peer sees (the newest ones)

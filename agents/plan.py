@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from runtimes.errors import TierflowError
+from tierflow.runtimes.errors import TierflowError
 
 Pattern = Literal["sequential", "parallel", "hierarchical", "peer"]
 PATTERNS: tuple[str, ...] = ("sequential", "parallel", "hierarchical", "peer")

@@ -13,11 +13,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
-
-from agents.plan import Subtask
-from agents.worker import MAX_PRIOR_RESULT_CHARS, WorkerResult
-from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
-from runtimes.structured import invoke_json
+from tierflow.agents.plan import Subtask
+from tierflow.agents.worker import MAX_PRIOR_RESULT_CHARS, WorkerResult
+from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
+from tierflow.runtimes.structured import invoke_json
 
 DECISION_MAX_TOKENS = 64
 ASSIGN_PROMPT = "You are a supervisor. Pick the team member best suited to the task. Reply with JSON only."

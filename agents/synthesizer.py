@@ -8,9 +8,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
-
-from agents.worker import MAX_PRIOR_RESULT_CHARS, WorkerResult
-from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
+from tierflow.agents.worker import MAX_PRIOR_RESULT_CHARS, WorkerResult
+from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
 
 SYSTEM_PROMPT = "You write the final answer to the user's request from your team's results. Be brief and direct."
 

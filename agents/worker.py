@@ -10,14 +10,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
-
-from agents.plan import Subtask
-from agents.roles import DEFAULT_ROLES, Role
-from runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS, StructuredOutputError
-from runtimes.structured import invoke_json
-from tools.grounding import GROUNDED, ground_schema, numbers_in, ungrounded
-from tools.policy import ROLE_METADATA_KEY
-from tools.registry import ToolRegistry, args_json_schema
+from tierflow.agents.plan import Subtask
+from tierflow.agents.roles import DEFAULT_ROLES, Role
+from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS, StructuredOutputError
+from tierflow.runtimes.structured import invoke_json
+from tierflow.tools.grounding import GROUNDED, ground_schema, numbers_in, ungrounded
+from tierflow.tools.policy import ROLE_METADATA_KEY
+from tierflow.tools.registry import ToolRegistry, args_json_schema
 
 MAX_TOOL_OUTPUT_CHARS = 2000
 MAX_PRIOR_RESULT_CHARS = 1200

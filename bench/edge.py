@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from runtimes.config import TierConfig
-from runtimes.edge import EdgeChatModel, build_edge
-from runtimes.mobile import shipped_model_path
+from tierflow.runtimes.config import TierConfig
+from tierflow.runtimes.edge import EdgeChatModel, build_edge
+from tierflow.runtimes.mobile import shipped_model_path
 
 PROMPT = "Write a long story about a robot who learns to paint."
 BATCH_PROMPTS = [PROMPT, "Explain how rain forms.", "Describe a busy market.", "Tell me about the moon.",

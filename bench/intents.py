@@ -25,12 +25,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.intent import OUT_OF_SCOPE
-from agents.intents.data import Example, file_sha256, load_examples
-from agents.intents.encoder import configure_threads
-from agents.intents.metrics import choose_threshold, classification_metrics, latency_ms
-from agents.intents.model import TrainedIntentClassifier, _shared_base_encoder, int8_encoder
-from agents.intents.train import TrainConfig, train_classifier
+from tierflow.agents.intent import OUT_OF_SCOPE
+from tierflow.agents.intents.data import Example, file_sha256, load_examples
+from tierflow.agents.intents.encoder import configure_threads
+from tierflow.agents.intents.metrics import choose_threshold, classification_metrics, latency_ms
+from tierflow.agents.intents.model import TrainedIntentClassifier, _shared_base_encoder, int8_encoder
+from tierflow.agents.intents.train import TrainConfig, train_classifier
 
 DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "clinc150" / "data_full.json")
 

@@ -41,9 +41,8 @@ import httpx  # noqa: E402
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-
-from tools.mcp.client import McpClient  # noqa: E402
-from tools.mcp.config import McpServerConfig  # noqa: E402
+from tierflow.tools.mcp.client import McpClient  # noqa: E402
+from tierflow.tools.mcp.config import McpServerConfig  # noqa: E402
 
 TOKEN = "bench-token"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -160,7 +159,7 @@ def start_http_server() -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mcp_servers.calculator", "--http", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "tierflow.mcp_servers.calculator", "--http", "--port", str(port),
                              "--token", TOKEN], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/mcp"
     deadline = time.monotonic() + 60

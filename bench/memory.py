@@ -22,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from memory.embedded import SQLiteDB, SQLiteGraphStore, SQLiteVectorStore
-from memory.embeddings import Embedder
-from memory.provenance import build_record
-from memory.store import MemoryStore
-from memory.types import Namespace, RecallFilters
+from tierflow.memory.embedded import SQLiteDB, SQLiteGraphStore, SQLiteVectorStore
+from tierflow.memory.embeddings import Embedder
+from tierflow.memory.provenance import build_record
+from tierflow.memory.store import MemoryStore
+from tierflow.memory.types import Namespace, RecallFilters
 
 SUBJECTS = ["the budget", "a trip", "the report", "my sister", "the server", "a recipe", "the invoice", "our team",
             "the garden", "a poem", "the contract", "the database", "a workout", "the flight", "my thesis"]
@@ -124,9 +124,9 @@ def bench_servers(tmp: Path, embedder: Embedder, eps: list[dict], vectors: np.nd
                   exact: list[list[str]]) -> dict:
     """Neo4j (graph) + Weaviate (vectors), started from the installed caches; skipped with the reason if not."""
     import pytest
+    from tierflow.memory.neo4j_graph import Neo4jGraphStore
+    from tierflow.memory.weaviate_vectors import WeaviateVectorStore
 
-    from memory.neo4j_graph import Neo4jGraphStore
-    from memory.weaviate_vectors import WeaviateVectorStore
     from tests.fixtures_memory import _stop, start_neo4j, start_weaviate
 
     try:

@@ -30,15 +30,14 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
-
-from agents.peer import LLMPeer
-from agents.supervisor import Supervisor
-from agents.worker import WorkerAgent
-from graphs.patterns.hierarchical import build_hierarchical
-from graphs.patterns.parallel import build_parallel
-from graphs.patterns.peer import build_peer
-from graphs.patterns.sequential import build_sequential
-from tools.registry import ToolRegistry
+from tierflow.agents.peer import LLMPeer
+from tierflow.agents.supervisor import Supervisor
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.patterns.hierarchical import build_hierarchical
+from tierflow.graphs.patterns.parallel import build_parallel
+from tierflow.graphs.patterns.peer import build_peer
+from tierflow.graphs.patterns.sequential import build_sequential
+from tierflow.tools.registry import ToolRegistry
 
 
 def reply_for(messages: Sequence[BaseMessage]) -> str:

@@ -25,11 +25,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
-
-from runtimes.config import TierConfig
-from runtimes.mobile import shipped_model_path
-from runtimes.registry import TierRegistry
-from runtimes.router import TierRouter
+from tierflow.runtimes.config import TierConfig
+from tierflow.runtimes.mobile import shipped_model_path
+from tierflow.runtimes.registry import TierRegistry
+from tierflow.runtimes.router import TierRouter
 
 PROMPT = "Write a short paragraph about the sea."
 # ChatLlamaCpp's sampling defaults, which the mobile tier keeps; the raw baseline uses the same.

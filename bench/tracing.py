@@ -31,11 +31,11 @@ from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
+from tierflow.graphs.runner import run_request
+from tierflow.tracing import Tracing, open_tracing
 from typing_extensions import TypedDict
 
-from graphs.runner import run_request
 from tests.scripted import ScriptedChatModel
-from tracing import Tracing, open_tracing
 
 ROOT = Path(__file__).resolve().parent.parent
 

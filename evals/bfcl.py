@@ -18,10 +18,9 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
-
-from evals.datasets import EvalItem, _read_text
-from evals.errors import DatasetError
-from runtimes.errors import TierflowError
+from tierflow.evals.datasets import EvalItem, _read_text
+from tierflow.evals.errors import DatasetError
+from tierflow.runtimes.errors import TierflowError
 
 PACKAGE = "bfcl_eval"
 _STRIP = re.compile(r"[ ,./\-_*^]")  # what BFCL's standardize_string drops before comparing strings
@@ -293,7 +292,7 @@ class FunctionCallTask:
         self.models, self.costs, self.max_tokens = models, dict(costs or {}), max_tokens
 
     def __call__(self, item: EvalItem, cell: Any) -> dict[str, Any]:
-        from evals.tasks import invoke_structured
+        from tierflow.evals.tasks import invoke_structured
 
         bfcl = item.expected.get("bfcl")
         if not isinstance(bfcl, Mapping) or not isinstance(bfcl.get("function"), Mapping):

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-
-from evals.errors import DatasetError
+from tierflow.evals.errors import DatasetError
 
 OUT_OF_SCOPE = "oos"
 

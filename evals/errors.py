@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtimes.errors import TierflowError
+from tierflow.runtimes.errors import TierflowError
 
 
 class EvalError(TierflowError, ValueError):

@@ -4,7 +4,7 @@ The Langfuse v5 SDK models an experiment as traces carrying experiment attribute
 ``run_experiment`` sets), optionally linked to dataset items. tierflow keeps its own runner (resumable,
 concurrent, with a progress bar), so this module does per unit what ``run_experiment`` does per item: a
 root span ``eval <suite>`` whose context the task's model calls or graph run nest under (through a
-Langfuse callback handler the tasks pick up from :func:`evals.tasks.item_callbacks`), then every metric
+Langfuse callback handler the tasks pick up from :func:`tierflow.evals.tasks.item_callbacks`), then every metric
 of the unit as a score on that trace, with the run name in the score's metadata.
 
 Tracing never fails an eval: every Langfuse call here is guarded and only logged when it fails.
@@ -21,9 +21,9 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from evals.datasets import EvalItem
-from evals.suite import Cell, Suite
-from evals.tasks import item_callbacks
+from tierflow.evals.datasets import EvalItem
+from tierflow.evals.suite import Cell, Suite
+from tierflow.evals.tasks import item_callbacks
 
 log = logging.getLogger("tierflow.evals")
 EXPERIMENT_ENVIRONMENT = "sdk-experiment"  # what Langfuse's run_experiment tags experiment traces with

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evals.errors import BaselineError
-from evals.report import cell_value, quality_metrics
+from tierflow.evals.errors import BaselineError
+from tierflow.evals.report import cell_value, quality_metrics
 
 
 @dataclass(frozen=True)

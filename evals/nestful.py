@@ -37,9 +37,8 @@ from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
-
-from evals.datasets import EvalItem, _read_text
-from evals.errors import DatasetError
+from tierflow.evals.datasets import EvalItem, _read_text
+from tierflow.evals.errors import DatasetError
 
 PACKAGE = "data_v1"  # nestful-wrapper ships its data as this top-level folder
 RESULT_CALL = "var_result"
@@ -482,7 +481,7 @@ class PlanTask:
         self.models, self.costs, self.max_calls, self.max_tokens = models, dict(costs or {}), max_calls, max_tokens
 
     def __call__(self, item: EvalItem, cell: Any) -> dict[str, Any]:
-        from evals.tasks import invoke_structured
+        from tierflow.evals.tasks import invoke_structured
 
         nestful = item.expected.get("nestful")
         if not isinstance(nestful, Mapping) or not isinstance(nestful.get("tools"), list) or not nestful["tools"]:

@@ -10,8 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from evals.scorers import pass_hat_k
-from evals.suite import Suite
+from tierflow.evals.scorers import pass_hat_k
+from tierflow.evals.suite import Suite
 
 USAGE_PREFIXES = ("latency_ms", "model_calls", "input_tokens", "output_tokens", "cost", "tier_share.")
 

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from evals.datasets import EvalItem
-from evals.errors import EvalError
-from evals.scorers import Scorer, score_item
-from evals.suite import Cell, Suite
-from evals.tasks import Task
+from tierflow.evals.datasets import EvalItem
+from tierflow.evals.errors import EvalError
+from tierflow.evals.scorers import Scorer, score_item
+from tierflow.evals.suite import Cell, Suite
+from tierflow.evals.tasks import Task
 
 
 def record_key(cell: Cell, item_id: str, repeat: int) -> str:
@@ -45,7 +44,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 
 class Observer(Protocol):
-    """Watches each unit of work (e.g. :class:`evals.experiment.LangfuseExperiment`); it must never raise.
+    """Watches each unit of work (e.g. :class:`tierflow.evals.experiment.LangfuseExperiment`); it must never raise.
 
     ``unit`` wraps the task call; what it yields, when not None, gets ``finish(record)`` once the unit is scored.
     """

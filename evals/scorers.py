@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
-
-from evals.bfcl import score_bfcl_ast, score_bfcl_ast_errors
-from evals.datasets import OUT_OF_SCOPE, EvalItem
-from evals.errors import SuiteError
-from evals.nestful import score_plan, score_plan_counts
+from tierflow.evals.bfcl import score_bfcl_ast, score_bfcl_ast_errors
+from tierflow.evals.datasets import OUT_OF_SCOPE, EvalItem
+from tierflow.evals.errors import SuiteError
+from tierflow.evals.nestful import score_plan, score_plan_counts
 
 Output = Mapping[str, Any]
 ScoreFn = Callable[[EvalItem, Output], dict[str, float]]

@@ -10,10 +10,9 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from evals.datasets import EvalItem, load_clinc150, load_jsonl
-from evals.errors import DatasetError, SuiteError
-from evals.scorers import Scorer, resolve_scorer
+from tierflow.evals.datasets import EvalItem, load_clinc150, load_jsonl
+from tierflow.evals.errors import DatasetError, SuiteError
+from tierflow.evals.scorers import Scorer, resolve_scorer
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 log = logging.getLogger("tierflow.evals")
@@ -63,11 +62,11 @@ class DatasetSpec(BaseModel):
             assert self.path is not None
             return load_clinc150(self.path, self.split, self.per_label, self.limit)
         if self.kind == "bfcl":
-            from evals.bfcl import load_bfcl
+            from tierflow.evals.bfcl import load_bfcl
 
             return load_bfcl(self.category, self.path, self.limit)
         if self.kind == "nestful":
-            from evals.nestful import load_nestful
+            from tierflow.evals.nestful import load_nestful
 
             skipped: list[DatasetError] = []
             items = load_nestful(self.collection, self.path, self.limit, self.distractors, seed,

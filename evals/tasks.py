@@ -14,10 +14,9 @@ from typing import Any, Protocol
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langgraph.graph.state import CompiledStateGraph
-
-from agents.intent import IntentClassifier
-from evals.datasets import EvalItem
-from evals.suite import Cell
+from tierflow.agents.intent import IntentClassifier
+from tierflow.evals.datasets import EvalItem
+from tierflow.evals.suite import Cell
 
 
 class Task(Protocol):
@@ -45,7 +44,7 @@ def extra_callbacks() -> list[BaseCallbackHandler]:
 
 
 def usage_of(calls: Sequence[Any], costs: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
-    """``model_calls`` (dicts) and their ``cost`` from recorded :class:`runtimes.accounting.ModelCall`s."""
+    """``model_calls`` (dicts) and their ``cost`` from recorded :class:`tierflow.runtimes.accounting.ModelCall`s."""
     dumped = [c.model_dump() if hasattr(c, "model_dump") else dict(c) for c in calls]
     cost = 0.0
     for c in dumped:
@@ -62,9 +61,9 @@ def invoke_structured(model: BaseChatModel, messages: LanguageModelInput, schema
     ``usage`` holds ``model_calls`` and ``cost``, plus ``output_error`` when the reply was not usable JSON
     (the reply is then ``{}``: the model's failure is scored, not dropped). Other errors propagate.
     """
-    from runtimes.accounting import ModelCallRecorder
-    from runtimes.errors import StructuredOutputError
-    from runtimes.structured import invoke_json
+    from tierflow.runtimes.accounting import ModelCallRecorder
+    from tierflow.runtimes.errors import StructuredOutputError
+    from tierflow.runtimes.structured import invoke_json
 
     recorder = ModelCallRecorder()
     tier = getattr(model, "tier", None)
@@ -91,8 +90,8 @@ class IntentTask:
     @classmethod
     def from_model(cls, model: Path | None) -> IntentTask:
         """A trained model folder, or the demo model shipped with tierflow."""
-        from agents.intents import load_default_classifier
-        from agents.intents.model import TrainedIntentClassifier
+        from tierflow.agents.intents import load_default_classifier
+        from tierflow.agents.intents.model import TrainedIntentClassifier
 
         return cls(TrainedIntentClassifier.load(model) if model else load_default_classifier())
 
@@ -124,7 +123,7 @@ class RunTask:
             return self._graphs[cell]
 
     def __call__(self, item: EvalItem, cell: Cell) -> dict[str, Any]:
-        from graphs.runner import run_request
+        from tierflow.graphs.runner import run_request
 
         graph = self.graph(cell)
         t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """An example user graph: skip planning and let the synthesizer's tier answer directly.
 
-Run it with ``tierflow run --graph examples.direct_answer:build_graph "..."`` from the repo root.
+Run it with ``tierflow run --graph tierflow.examples.direct_answer:build_graph "..."`` from the repo root.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from typing import TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
-
-from graphs.loader import GraphContext
+from tierflow.graphs.loader import GraphContext
 
 
 class State(TypedDict, total=False):

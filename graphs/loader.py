@@ -10,9 +10,8 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
-
-from graphs.orchestrator import OrchestratorDeps
-from runtimes.errors import TierflowError
+from tierflow.graphs.orchestrator import OrchestratorDeps
+from tierflow.runtimes.errors import TierflowError
 
 
 class GraphLoadError(TierflowError, ValueError):

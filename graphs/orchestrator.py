@@ -11,19 +11,18 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import interrupt
-
-from agents.answer_shape import shape_answer
-from agents.decomposer import TaskDecomposer
-from agents.intent import IntentClassifier
-from agents.plan import Plan, topological_order
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent, WorkerResult
-from graphs.patterns import PATTERN_BUILDERS
-from graphs.patterns.peer import DECISION_ID
-from graphs.state import RunState
-from memory.base import Memory
-from memory.errors import MemoryLayerError
-from tools.grounding import ungrounded
+from tierflow.agents.answer_shape import shape_answer
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.intent import IntentClassifier
+from tierflow.agents.plan import Plan, topological_order
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent, WorkerResult
+from tierflow.graphs.patterns import PATTERN_BUILDERS
+from tierflow.graphs.patterns.peer import DECISION_ID
+from tierflow.graphs.state import RunState
+from tierflow.memory.base import Memory
+from tierflow.memory.errors import MemoryLayerError
+from tierflow.tools.grounding import ungrounded
 
 OUT_OF_SCOPE_ANSWER = ("This request is outside what this assistant handles ({label}, confidence {confidence:.2f}). "
                        "Please rephrase it or ask something else.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtimes.errors import TierflowError
+from tierflow.runtimes.errors import TierflowError
 
 MAX_REQUEST_CHARS = 20_000
 

@@ -17,9 +17,9 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 # Re-exported: the checks live in a module that imports nothing heavy, so the CLI rejects bad input at once.
-from graphs.requests import MAX_REQUEST_CHARS, RequestError, RunNotFoundError, check_request  # noqa: F401
-from runtimes.accounting import ModelCall, ModelCallRecorder
-from runtimes.errors import RUN_ENDING_ERRORS
+from tierflow.graphs.requests import MAX_REQUEST_CHARS, RequestError, RunNotFoundError, check_request  # noqa: F401
+from tierflow.runtimes.accounting import ModelCall, ModelCallRecorder
+from tierflow.runtimes.errors import RUN_ENDING_ERRORS
 
 RunStatus = Literal["done", "failed", "partial", "waiting"]
 

@@ -14,12 +14,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, Field, ValidationError
-
-from agents.plan import Plan, PlanError, Subtask, find_cycle
-from agents.worker import WorkerResult
-from graphs.patterns import PATTERN_BUILDERS
-from graphs.patterns.common import TeamError
-from graphs.patterns.peer import DECISION_ID
+from tierflow.agents.plan import Plan, PlanError, Subtask, find_cycle
+from tierflow.agents.worker import WorkerResult
+from tierflow.graphs.patterns import PATTERN_BUILDERS
+from tierflow.graphs.patterns.common import TeamError
+from tierflow.graphs.patterns.peer import DECISION_ID
 
 
 class TeamResult(BaseModel):
@@ -82,7 +81,7 @@ class Team:
             raise TeamError("a team run needs a non-empty request")
         parsed = check_subtasks(subtasks)
         if self.pattern == "sequential":  # the sequential pattern takes subtasks in dependency order
-            from agents.plan import topological_order
+            from tierflow.agents.plan import topological_order
 
             parsed = topological_order(Plan(subtasks=parsed))
         graph = self.compile(checkpointer)

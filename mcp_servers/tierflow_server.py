@@ -20,8 +20,7 @@ from mcp.server.fastmcp import Context, FastMCP
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-from graphs.runner import RunResult, check_request
+from tierflow.graphs.runner import RunResult, check_request
 
 ProgressFn = Callable[[float, float | None, str], None]
 ORCHESTRATOR_STEPS = ("classify_intent", "recall", "plan", "execute", "synthesize", "remember")

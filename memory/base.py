@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from memory.types import MemoryHit
+from tierflow.memory.types import MemoryHit
 
 
 @runtime_checkable

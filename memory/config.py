@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
-
-from memory.embeddings import Embedder
-from memory.errors import MemoryBackendUnavailable
-from memory.store import MemoryStore
+from tierflow.memory.embeddings import Embedder
+from tierflow.memory.errors import MemoryBackendUnavailable
+from tierflow.memory.store import MemoryStore
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class MemoryConfig(BaseModel):
 
 def open_embedded(path: Path | str, embedder: Embedder | None = None, **kw: object) -> MemoryStore:
     """A MemoryStore on one SQLite file (created if missing)."""
-    from memory.embedded import SQLiteDB, SQLiteGraphStore, SQLiteVectorStore
+    from tierflow.memory.embedded import SQLiteDB, SQLiteGraphStore, SQLiteVectorStore
 
     db = SQLiteDB(path)
     return MemoryStore(SQLiteVectorStore(db), SQLiteGraphStore(db), embedder, **kw)  # type: ignore[arg-type]
@@ -49,8 +48,8 @@ def open_embedded(path: Path | str, embedder: Embedder | None = None, **kw: obje
 
 def open_servers(config: MemoryConfig, embedder: Embedder | None = None) -> MemoryStore:
     """A MemoryStore on Neo4j + Weaviate; MemoryBackendUnavailable names the server that is down."""
-    from memory.neo4j_graph import Neo4jGraphStore
-    from memory.weaviate_vectors import WeaviateVectorStore
+    from tierflow.memory.neo4j_graph import Neo4jGraphStore
+    from tierflow.memory.weaviate_vectors import WeaviateVectorStore
 
     graph = Neo4jGraphStore(config.neo4j_url, auth=(config.neo4j_user, config.neo4j_password or "")
                             if config.neo4j_user else None, database=config.neo4j_database, timeout_s=config.timeout_s)

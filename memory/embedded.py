@@ -17,11 +17,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-
-from memory.embeddings import DIMENSIONS
-from memory.errors import MemoryInputError
-from memory.provenance import EpisodeRecord
-from memory.types import GraphEdge, GraphNode, MemoryHit, MemoryItem, Namespace, Provenance, RecallFilters
+from tierflow.memory.embeddings import DIMENSIONS
+from tierflow.memory.errors import MemoryInputError
+from tierflow.memory.provenance import EpisodeRecord
+from tierflow.memory.types import GraphEdge, GraphNode, MemoryHit, MemoryItem, Namespace, Provenance, RecallFilters
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (

@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from memory.errors import MemoryInputError
-from memory.types import GraphEdge, GraphNode, MemoryItem, check_id
+from tierflow.memory.errors import MemoryInputError
+from tierflow.memory.types import GraphEdge, GraphNode, MemoryItem, check_id
 
 MAX_TEXT_CHARS = 8_000  # one stored text (memory or property); longer texts are cut and marked
 MAX_ENTITIES = 24

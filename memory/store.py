@@ -13,11 +13,10 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
-
-from memory.embeddings import Embedder
-from memory.errors import MemoryInputError, UnknownRunError, UnknownTenantError
-from memory.provenance import MAX_TEXT_CHARS, EpisodeRecord, build_record
-from memory.types import (
+from tierflow.memory.embeddings import Embedder
+from tierflow.memory.errors import MemoryInputError, UnknownRunError, UnknownTenantError
+from tierflow.memory.provenance import MAX_TEXT_CHARS, EpisodeRecord, build_record
+from tierflow.memory.types import (
     ForgetResult,
     GraphNode,
     MemoryHit,
@@ -72,7 +71,7 @@ class GraphStore(Protocol):
 
 
 class MemoryStore:
-    """The one memory API (satisfies ``memory.base.Memory``); namespaced by tenant and user."""
+    """The one memory API (satisfies ``tierflow.memory.base.Memory``); namespaced by tenant and user."""
 
     def __init__(self, vectors: VectorStore, graph: GraphStore, embedder: Embedder | None = None, *,
                  tenant: str = "default", tenants: Sequence[str] = (), min_score: float = 0.0) -> None:

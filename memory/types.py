@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from memory.errors import MemoryInputError
+from tierflow.memory.errors import MemoryInputError
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}$")
 MemoryKind = Literal["episode", "subtask"]

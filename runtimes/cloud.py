@@ -15,9 +15,8 @@ from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import Field
-
-from runtimes.config import TierConfig
-from runtimes.errors import TierTimeoutError
+from tierflow.runtimes.config import TierConfig
+from tierflow.runtimes.errors import TierTimeoutError
 
 # The absolute deadline (time.monotonic) of the tier call in flight on this context; read by the transport.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("tierflow_cloud_deadline", default=None)

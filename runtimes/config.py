@@ -24,7 +24,7 @@ class TierConfig(BaseModel):
     model: str = Field("", description="model name sent to an OpenAI-compatible server; label for llamacpp")
     model_path: str | None = Field(None, description="GGUF file for llamacpp/torch; empty means the shipped model")
     shipped: str = Field("smollm2-135m", description="shipped model used when model_path is empty "
-                                                    "(see runtimes.models.SHIPPED)")
+                                                    "(see tierflow.runtimes.models.SHIPPED)")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     api_key: SecretStr = SecretStr("not-needed")
     n_ctx: int = Field(2048, ge=256, le=1_048_576)

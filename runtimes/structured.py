@@ -8,8 +8,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
-
-from runtimes.errors import StructuredOutputError
+from tierflow.runtimes.errors import StructuredOutputError
 
 
 def json_schema_format(schema: dict[str, Any], name: str = "output") -> dict[str, Any]:

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from runtimes.config import TierConfig, default_tiers
-from runtimes.registry import TierRegistry
+from tierflow.runtimes.config import TierConfig, default_tiers
+from tierflow.runtimes.registry import TierRegistry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

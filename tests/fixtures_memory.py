@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tierflow.memory.embeddings import Embedder
 
-from memory.embeddings import Embedder
 from tests.paths import missing_server
 
 CACHE = Path(os.environ.get("TIERFLOW_CACHE", Path.home() / ".cache" / "tierflow"))
@@ -199,8 +199,8 @@ def memory_backend(request: pytest.FixtureRequest, tmp_path: Path, embedder: Emb
     The server backends pair the server with the embedded store for the other half, so each server is
     proven on its own; tests get a fresh tenant so they never see each other's data.
     """
-    from memory.embedded import SQLiteDB, SQLiteGraphStore, SQLiteVectorStore
-    from memory.store import MemoryStore
+    from tierflow.memory.embedded import SQLiteDB, SQLiteGraphStore, SQLiteVectorStore
+    from tierflow.memory.store import MemoryStore
 
     kind = request.param
     opened: list[MemoryStore] = []
@@ -211,11 +211,11 @@ def memory_backend(request: pytest.FixtureRequest, tmp_path: Path, embedder: Emb
         vectors: object = SQLiteVectorStore(db)
         graph: object = SQLiteGraphStore(db)
         if kind == "neo4j":
-            from memory.neo4j_graph import Neo4jGraphStore
+            from tierflow.memory.neo4j_graph import Neo4jGraphStore
 
             graph = Neo4jGraphStore(request.getfixturevalue("neo4j_server").url, timeout_s=20)
         elif kind == "weaviate":
-            from memory.weaviate_vectors import WeaviateVectorStore
+            from tierflow.memory.weaviate_vectors import WeaviateVectorStore
 
             server = request.getfixturevalue("weaviate_server")
             vectors = WeaviateVectorStore(server.url, grpc_port=server.grpc_port, timeout_s=20)

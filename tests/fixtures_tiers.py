@@ -12,8 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from runtimes.mobile import shipped_model_path
+from tierflow.runtimes.mobile import shipped_model_path
 
 
 class LlamaServer:

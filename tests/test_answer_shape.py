@@ -1,6 +1,6 @@
 """A request that asks for JSON gets the JSON itself, without the prose and code fence small models add."""
 
-from agents.answer_shape import shape_answer
+from tierflow.agents.answer_shape import shape_answer
 
 FENCED = 'Certainly! Here is a JSON object:\n\n```json\n{\n  "title": "1984",\n  "author": "George Orwell"\n}\n```'
 

@@ -61,7 +61,7 @@ def test_run_prints_the_answer_and_a_summary(tmp_path):
 
 
 def test_a_user_graph_runs_from_a_module_path(tmp_path):
-    proc = tierflow("run", "--json", "--graph", "examples.direct_answer:build_graph", "Say hi.", home=tmp_path)
+    proc = tierflow("run", "--json", "--graph", "tierflow.examples.direct_answer:build_graph", "Say hi.", home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["answer"] and out["plan"] is None and [c["tier"] for c in out["model_calls"]] == ["tiny"]
@@ -83,8 +83,8 @@ def test_run_on_the_cloud_tier_over_http(tmp_path, cloud_server):
     (["run", "explain " + "the history of the world " * 400], "does not fit tier 'tiny'"),
     (["run", "--tier", "gpu", "hello"], "default_tier names unknown tier 'gpu'"),
     (["run", "--graph", "no_such_pkg.mod:build", "hello"], "cannot import 'no_such_pkg.mod'"),
-    (["run", "--graph", "examples.direct_answer", "hello"], "must look like package.module:function"),
-    (["run", "--graph", "examples.direct_answer:nope", "hello"], "has no attribute 'nope'"),
+    (["run", "--graph", "tierflow.examples.direct_answer", "hello"], "must look like package.module:function"),
+    (["run", "--graph", "tierflow.examples.direct_answer:nope", "hello"], "has no attribute 'nope'"),
     (["run", "--pattern", "swarm", "hello"], "pattern 'swarm' is not available"),
 ])
 def test_bad_input_is_one_clear_error_and_a_non_zero_exit(tmp_path, args, message):
@@ -121,7 +121,8 @@ def test_doctor_reports_each_component_truthfully(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}/v1"
     config = tmp_path / "tierflow.toml"
     config.write_text(f'[tiers.cloud]\nkind = "openai"\nbase_url = "{dead}"\nmodel = "m"\n'
-                      f'[mcp_servers.calc]\ncommand = "{sys.executable}"\nargs = ["-m", "mcp_servers.calculator"]\n'
+                      f'[mcp_servers.calc]\ncommand = "{sys.executable}"\n'
+                      'args = ["-m", "tierflow.mcp_servers.calculator"]\n'
                       f'cwd = "{REPO}"\n[mcp_servers.broken]\ncommand = "{tmp_path / "no-such-server"}"\n'
                       'connect_timeout_s = 10\n')
     proc = tierflow("doctor", "--json", "--config", str(config), home=tmp_path)

@@ -3,8 +3,8 @@
 import httpx
 import openai
 import pytest
+from tierflow.agents.decomposer import TaskDecomposer
 
-from agents.decomposer import TaskDecomposer
 from tests.scripted import ScriptedChatModel
 
 TOOLS = ["calculator", "word_count"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from tierflow.graphs.patterns.parallel import build_parallel
+from tierflow.graphs.runner import RequestError, make_checkpointer, resume_run, run_request
+from tierflow.graphs.team import Team
 
-from graphs.patterns.parallel import build_parallel
-from graphs.runner import RequestError, make_checkpointer, resume_run, run_request
-from graphs.team import Team
 from tests.test_durable_resume import PLAN, _deps
 from tests.test_patterns_parallel import Member, sub
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.server]
 
 
 def test_a_paused_run_is_resumed_through_a_fresh_connection(postgres_url):
-    from graphs.orchestrator import build_orchestrator
+    from tierflow.graphs.orchestrator import build_orchestrator
 
     plan = {"pattern": "parallel", "subtasks": PLAN["subtasks"][:2]}
     first = _deps(["x", "y"], ["final"], confirm=True, pattern_plan=plan)

@@ -18,17 +18,17 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.intent import IntentResult
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.loader import GraphContext
+from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from tierflow.graphs.runner import RunNotFoundError, resume_run, run_request, sqlite_checkpointer
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.decomposer import TaskDecomposer
-from agents.intent import IntentResult
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent
-from graphs.loader import GraphContext
-from graphs.orchestrator import OrchestratorDeps, build_orchestrator
-from graphs.runner import RunNotFoundError, resume_run, run_request, sqlite_checkpointer
 from tests.scripted import ScriptedChatModel
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 REPO = Path(__file__).resolve().parent.parent
 PLAN = {"pattern": "parallel", "subtasks": [

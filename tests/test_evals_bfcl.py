@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from tierflow.evals.bfcl import FunctionCallTask, load_bfcl, match_call, parse_call, render_call
+from tierflow.evals.datasets import EvalItem
+from tierflow.evals.errors import DatasetError
+from tierflow.evals.runner import run_suite
+from tierflow.evals.scorers import resolve_scorer, score_item
+from tierflow.evals.suite import DatasetSpec, Suite, TaskSpec
 
-from evals.bfcl import FunctionCallTask, load_bfcl, match_call, parse_call, render_call
-from evals.datasets import EvalItem
-from evals.errors import DatasetError
-from evals.runner import run_suite
-from evals.scorers import resolve_scorer, score_item
-from evals.suite import DatasetSpec, Suite, TaskSpec
 from tests.scripted import ScriptedChatModel
 
 AREA = {"calculate_triangle_area": {"base": [10], "height": [5], "unit": ["units", ""]}}

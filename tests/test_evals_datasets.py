@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from tierflow.evals.datasets import load_clinc150, load_jsonl
+from tierflow.evals.errors import DatasetError, SuiteError
+from tierflow.evals.suite import load_suite
 
-from evals.datasets import load_clinc150, load_jsonl
-from evals.errors import DatasetError, SuiteError
-from evals.suite import load_suite
 from tests.paths import CLINC150 as CLINC
 
 

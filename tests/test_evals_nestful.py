@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from tierflow.evals.datasets import EvalItem
+from tierflow.evals.errors import DatasetError
+from tierflow.evals.nestful import PlanTask, load_nestful, match_plan, plan_schema
+from tierflow.evals.runner import run_suite
+from tierflow.evals.scorers import resolve_scorer, score_item
+from tierflow.evals.suite import DatasetSpec, Suite, TaskSpec
 
-from evals.datasets import EvalItem
-from evals.errors import DatasetError
-from evals.nestful import PlanTask, load_nestful, match_plan, plan_schema
-from evals.runner import run_suite
-from evals.scorers import resolve_scorer, score_item
-from evals.suite import DatasetSpec, Suite, TaskSpec
 from tests.scripted import ScriptedChatModel
 
 GOLD = [{"name": "search", "arguments": {"query": "London"}, "label": "var1"},

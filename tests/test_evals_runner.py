@@ -11,10 +11,10 @@ import threading
 import time
 from pathlib import Path
 
-from evals.datasets import EvalItem
-from evals.report import summarize
-from evals.runner import read_results, run_suite
-from evals.suite import Cell, DatasetSpec, Matrix, Suite, TaskSpec
+from tierflow.evals.datasets import EvalItem
+from tierflow.evals.report import summarize
+from tierflow.evals.runner import read_results, run_suite
+from tierflow.evals.suite import Cell, DatasetSpec, Matrix, Suite, TaskSpec
 
 REPO = Path(__file__).resolve().parent.parent
 ITEMS = [EvalItem(id=f"q{i}", input=f"what is {i} + {i}", expected={"contains": [str(2 * i)]}) for i in range(8)]
@@ -54,7 +54,7 @@ KILLED_RUN = """
 import sys, time
 sys.path.insert(0, {repo!r})
 from tests.test_evals_runner import ITEMS, Adder, suite
-from evals.runner import run_suite
+from tierflow.evals.runner import run_suite
 from pathlib import Path
 run_suite(suite(), Adder(delay_s=0.4), ITEMS, Path({path!r}), progress=False)
 """

@@ -5,20 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.evals.datasets import EvalItem
+from tierflow.evals.report import summarize
+from tierflow.evals.runner import run_suite
+from tierflow.evals.suite import Cell, DatasetSpec, Matrix, Suite, TaskSpec
+from tierflow.evals.tasks import RunTask
+from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.decomposer import TaskDecomposer
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent
-from evals.datasets import EvalItem
-from evals.report import summarize
-from evals.runner import run_suite
-from evals.suite import Cell, DatasetSpec, Matrix, Suite, TaskSpec
-from evals.tasks import RunTask
-from graphs.orchestrator import OrchestratorDeps, build_orchestrator
 from tests.scripted import ScriptedChatModel
 from tests.test_orchestrator import PLAN, PLANNED
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 
 def scripted_graph(cell: Cell):

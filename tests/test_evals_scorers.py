@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from evals.datasets import EvalItem
-from evals.errors import SuiteError
-from evals.scorers import (
+from tierflow.evals.datasets import EvalItem
+from tierflow.evals.errors import SuiteError
+from tierflow.evals.scorers import (
     pass_hat_k,
     resolve_scorer,
     score_contains,

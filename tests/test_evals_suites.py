@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tierflow.evals.errors import SuiteError
+from tierflow.evals.suite import load_suite
 from typer.testing import CliRunner
 
-from evals.errors import SuiteError
-from evals.suite import load_suite
 from tierflow.cli import app
 
 REPO = Path(__file__).resolve().parent.parent

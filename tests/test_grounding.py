@@ -3,9 +3,8 @@
 import re
 
 import pytest
-
-from agents.worker import action_schema
-from tools.grounding import (
+from tierflow.agents.worker import action_schema
+from tierflow.tools.grounding import (
     claimed_numbers,
     expression_pattern,
     ground_schema,
@@ -13,8 +12,8 @@ from tools.grounding import (
     numbers_in,
     ungrounded,
 )
-from tools.native import native_tools
-from tools.registry import ToolRegistry, args_json_schema
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry, args_json_schema
 
 
 @pytest.mark.parametrize(("text", "numbers"), [

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tierflow.agents.intent import OUT_OF_SCOPE, IntentClassifier, IntentResult
+from tierflow.agents.intents import DEMO_DATA, DEMO_INTENTS, IntentModelError, load_default_classifier
+from tierflow.agents.intents.data import Example, load_examples
+from tierflow.agents.intents.metrics import choose_threshold, classification_metrics
+from tierflow.agents.intents.model import ENCODER_FILE, HEAD_FILE, TrainedIntentClassifier
+from tierflow.agents.intents.train import TrainConfig, threshold_from_probs, train_classifier
 
-from agents.intent import OUT_OF_SCOPE, IntentClassifier, IntentResult
-from agents.intents import DEMO_DATA, DEMO_INTENTS, IntentModelError, load_default_classifier
-from agents.intents.data import Example, load_examples
-from agents.intents.metrics import choose_threshold, classification_metrics
-from agents.intents.model import ENCODER_FILE, HEAD_FILE, TrainedIntentClassifier
-from agents.intents.train import TrainConfig, threshold_from_probs, train_classifier
 from tests.paths import CLINC150 as CLINC
 
 INTENTS = [
@@ -205,7 +205,7 @@ def test_a_fine_tuned_model_loads_in_int8_but_saves_only_in_fp32(tmp_path: Path)
 
 def test_demo_model_loads_fast_and_classifies_demo_requests() -> None:
     load_default_classifier()  # first call pays torch/transformers imports; the model load itself is timed
-    from agents.intents import model as model_module
+    from tierflow.agents.intents import model as model_module
 
     model_module._shared_base_encoder.cache_clear()
     start = time.perf_counter()
@@ -238,8 +238,8 @@ def test_demo_data_is_well_formed() -> None:
 def test_the_lean_inference_encoder_matches_the_transformers_one():
     """Loaded models classify on a plain-torch BERT (no transformers import); training uses transformers'.
     Both give the same embeddings, so a model trained on one runs unchanged on the other."""
-    from agents.intents.encoder import Encoder
-    from agents.intents.model import int8_encoder
+    from tierflow.agents.intents.encoder import Encoder
+    from tierflow.agents.intents.model import int8_encoder
 
     texts = ["What is 17 times 23?", "book me a flight to Paris tomorrow", "Explain why the sky is blue. " * 20]
     lean, full = Encoder(lean=True), Encoder(lean=False)

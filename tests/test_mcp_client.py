@@ -15,13 +15,10 @@ from pathlib import Path
 
 import pytest
 from mcp import types
-
-from agents.plan import Subtask
-from agents.worker import WorkerAgent
-from tests.fixtures_mcp import REPO, free_port, raw_server, wait_http
-from tests.scripted import ScriptedChatModel
-from tools.errors import ToolInputError, UnknownToolError
-from tools.mcp.client import (
+from tierflow.agents.plan import Subtask
+from tierflow.agents.worker import WorkerAgent
+from tierflow.tools.errors import ToolInputError, UnknownToolError
+from tierflow.tools.mcp.client import (
     McpClient,
     McpConnectionError,
     McpTimeoutError,
@@ -30,9 +27,12 @@ from tools.mcp.client import (
     check_structured_result,
     validate_arguments,
 )
-from tools.mcp.config import McpServerConfig
-from tools.policy import ROLE_METADATA_KEY, ToolNotAllowedError, allowed_tools
-from tools.registry import ToolRegistry
+from tierflow.tools.mcp.config import McpServerConfig
+from tierflow.tools.policy import ROLE_METADATA_KEY, ToolNotAllowedError, allowed_tools
+from tierflow.tools.registry import ToolRegistry
+
+from tests.fixtures_mcp import REPO, free_port, raw_server, wait_http
+from tests.scripted import ScriptedChatModel
 
 pytestmark = pytest.mark.server
 
@@ -177,7 +177,7 @@ async def test_a_dead_server_is_noticed_before_sending(caplog: pytest.LogCapture
         [pid] = client.pids("raw")
         os.kill(pid, signal.SIGKILL)
         _wait_exited(pid)
-        with caplog.at_level(logging.INFO, logger="tools.mcp.client"):
+        with caplog.at_level(logging.INFO, logger="tierflow.tools.mcp.client"):
             assert await client.acall("raw", "echo", {"text": "fresh"}) == "fresh"
         assert "its process exited; reconnecting before sending echo" in caplog.text
         assert client.pids("raw") != [pid]
@@ -241,8 +241,8 @@ def test_a_call_to_a_killed_http_server_fails_at_once(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "calculator.log"
     with log.open("wb") as sink:
-        cmd = [sys.executable, "-m", "mcp_servers.calculator", "--http", "--host", "127.0.0.1", "--port", str(port),
-               "--token", "t0k"]
+        cmd = [sys.executable, "-m", "tierflow.mcp_servers.calculator", "--http", "--host", "127.0.0.1",
+               "--port", str(port), "--token", "t0k"]
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/mcp"

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 from langchain_mcp_adapters.client import MultiServerMCPClient
+from tierflow.mcp_servers.calculator import build_calculator_server
+from tierflow.mcp_servers.serve import ServeError, http_app, is_loopback
+from tierflow.tools.mcp.client import McpClient, McpConnectionError
+from tierflow.tools.mcp.config import McpServerConfig
 
-from mcp_servers.calculator import build_calculator_server
-from mcp_servers.serve import ServeError, http_app, is_loopback
 from tests.fixtures_mcp import REPO, HttpServerFactory
-from tools.mcp.client import McpClient, McpConnectionError
-from tools.mcp.config import McpServerConfig
 
 pytestmark = pytest.mark.server
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -25,7 +25,7 @@ HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "app
 
 def test_wrong_or_missing_token_gets_401_and_nothing_runs(mcp_http_server: HttpServerFactory, tmp_path: Path) -> None:
     root = tmp_path / "notes"
-    url = mcp_http_server("mcp_servers.notes", "--root", str(root), token="s3cret")
+    url = mcp_http_server("tierflow.mcp_servers.notes", "--root", str(root), token="s3cret")
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
             "params": {"name": "write_note", "arguments": {"path": "x.md", "text": "pwned"}}}
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
@@ -55,7 +55,7 @@ def test_public_bind_without_token_refuses_to_start() -> None:
 
 
 def test_our_client_pools_http_sessions(mcp_http_server: HttpServerFactory) -> None:
-    url = mcp_http_server("mcp_servers.calculator", token="t0k")
+    url = mcp_http_server("tierflow.mcp_servers.calculator", token="t0k")
     config = McpServerConfig(transport="http", url=url, token="t0k", stateless=True, pool_size=3)
     with McpClient({"calc": config}) as client:
 
@@ -74,7 +74,7 @@ def anyio_backend() -> str:
 @pytest.mark.anyio
 async def test_langchain_mcp_adapters_client_over_stdio_and_http(mcp_http_server: HttpServerFactory,
                                                                   tmp_path: Path) -> None:
-    url = mcp_http_server("mcp_servers.calculator", token="t0k")
+    url = mcp_http_server("tierflow.mcp_servers.calculator", token="t0k")
     client = MultiServerMCPClient({
         "calc": {"transport": "streamable_http", "url": url, "headers": {"Authorization": "Bearer t0k"}},
         "notes": {"transport": "stdio", "command": sys.executable, "cwd": str(REPO),
@@ -93,7 +93,7 @@ def test_a_loopback_server_without_token_takes_only_its_own_origin(mcp_http_serv
                                                                   tmp_path: Path) -> None:
     # Any local web page could drive a token-less loopback server when every localhost:* Origin passed.
     root = tmp_path / "notes"
-    url = mcp_http_server("mcp_servers.notes", "--root", str(root), token=None)
+    url = mcp_http_server("tierflow.mcp_servers.notes", "--root", str(root), token=None)
     own = url.removesuffix("/mcp")
     port = own.rsplit(":", 1)[1]
     for origin in ("http://localhost:1", "http://127.0.0.1:9999", "https://evil.example", "null"):

@@ -36,7 +36,7 @@ def test_inspector_lists_and_calls_tools_over_stdio(inspector: list[str], tmp_pa
 
 
 def test_inspector_over_http_with_a_token(inspector: list[str], mcp_http_server: HttpServerFactory) -> None:
-    url = mcp_http_server("mcp_servers.calculator", token="insp3ct")
+    url = mcp_http_server("tierflow.mcp_servers.calculator", token="insp3ct")
     auth = ["--header", "Authorization: Bearer insp3ct"]
     listed = inspect(inspector, url, "--transport", "http", *auth, "--method", "tools/list")
     assert {t["name"] for t in listed["tools"]} == {"calculate", "convert_units", "list_units"}

@@ -9,22 +9,22 @@ from pathlib import Path
 
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.intent import IntentResult
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from tierflow.graphs.runner import run_request, sqlite_checkpointer
+from tierflow.mcp_servers.calculator import convert, parse_value
+from tierflow.mcp_servers.notes import NotesPathError, NotesRoot
+from tierflow.mcp_servers.tierflow_server import NodeProgress, build_tierflow_server
+from tierflow.tools.errors import ToolInputError
+from tierflow.tools.mcp.client import McpClient, McpToolError
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.decomposer import TaskDecomposer
-from agents.intent import IntentResult
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent
-from graphs.orchestrator import OrchestratorDeps, build_orchestrator
-from graphs.runner import run_request, sqlite_checkpointer
-from mcp_servers.calculator import convert, parse_value
-from mcp_servers.notes import NotesPathError, NotesRoot
-from mcp_servers.tierflow_server import NodeProgress, build_tierflow_server
 from tests.fixtures_mcp import stdio_server
 from tests.scripted import ScriptedChatModel
-from tools.errors import ToolInputError
-from tools.mcp.client import McpClient, McpToolError
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_notes_errors_never_show_the_roots_absolute_path(tmp_path: Path) -> None
 @pytest.mark.server
 def test_notes_server_over_stdio(tmp_path: Path) -> None:
     (tmp_path / "outside.txt").write_text("nope")
-    config = stdio_server("mcp_servers.notes", "--root", str(tmp_path / "notes"))
+    config = stdio_server("tierflow.mcp_servers.notes", "--root", str(tmp_path / "notes"))
     with McpClient({"notes": config}) as client:
         assert client.call("notes", "write_note", {"path": "trip/lisbon.md", "text": "Visit Belem\nEat pasteis"}) \
             == "wrote 23 characters to trip/lisbon.md"
@@ -140,7 +140,7 @@ def test_unit_conversion_is_exact_and_bounded() -> None:
 
 @pytest.mark.server
 def test_calculator_server_over_stdio_with_a_pool() -> None:
-    config = stdio_server("mcp_servers.calculator", stateless=True, pool_size=2)
+    config = stdio_server("tierflow.mcp_servers.calculator", stateless=True, pool_size=2)
     with McpClient({"calc": config}) as client:
         assert client.tool("calculate").invoke({"expression": "2^64"}) == "18446744073709551616"
         assert client.tool("calculate").invoke({"expression": "1/3 + 1/6"}) == "1/2 (≈ 0.5)"
@@ -174,7 +174,7 @@ PLAN = {"pattern": "sequential", "subtasks": [
 async def test_tierflow_server_runs_the_orchestrator_with_mcp_tools(tmp_path: Path) -> None:
     # Agents use an MCP tool (calculate, from the calculator server) and a native one from one registry;
     # the server's tools get a prefix, since its convert_units would clash with the native one.
-    with McpClient({"calc": stdio_server("mcp_servers.calculator", prefix="calc_")}) as client:
+    with McpClient({"calc": stdio_server("tierflow.mcp_servers.calculator", prefix="calc_")}) as client:
         tools = ToolRegistry([*native_tools(), *client.tools()])
         worker_model = ScriptedChatModel.of([
             {"action": "call_tool", "tool": "calc_calculate", "args": {"expression": "17*23"}},

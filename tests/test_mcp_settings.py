@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from tierflow.agents.intent import IntentResult
 
-from agents.intent import IntentResult
 from tests.fixtures_mcp import REPO
 from tierflow.app import build_deps
 from tierflow.settings import SettingsError, load_settings
@@ -35,7 +35,7 @@ def test_a_stdio_server_needs_a_command(tmp_path: Path) -> None:
 
 def calc_server(*extra: str) -> str:
     """The calculator MCP server as a settings block, plus ``extra`` lines."""
-    lines = ["[mcp_servers.calc]", f'command = "{sys.executable}"', 'args = ["-m", "mcp_servers.calculator"]',
+    lines = ["[mcp_servers.calc]", f'command = "{sys.executable}"', 'args = ["-m", "tierflow.mcp_servers.calculator"]',
              f'cwd = "{REPO}"', *extra]
     return "\n".join(lines)
 
@@ -47,7 +47,7 @@ home = "{tmp_path / 'home'}"
 {calc_server('stateless = true', 'pool_size = 2', 'prefix = "calc_"')}
 [mcp_servers.notes]
 command = "{sys.executable}"
-args = ["-m", "mcp_servers.notes", "--root", "{tmp_path / 'notes'}"]
+args = ["-m", "tierflow.mcp_servers.notes", "--root", "{tmp_path / 'notes'}"]
 cwd = "{REPO}"
 prefix = "notes_"
 allow_roles = ["writer", "researcher"]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from memory.errors import MemoryInputError, UnknownRunError, UnknownTenantError
-from memory.provenance import build_record
+from tierflow.memory.errors import MemoryInputError, UnknownRunError, UnknownTenantError
+from tierflow.memory.provenance import build_record
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import numpy as np
+from tierflow.memory.embeddings import DIMENSIONS, Embedder, model_path
 
-from memory.embeddings import DIMENSIONS, Embedder, model_path
 from tests.conftest import REPO
 
 TEXTS = ["What is 17 times 23?", "Plan a weekend in Lisbon with Maria", "word " * 400, "café ünïcode 東京", ""]
@@ -26,7 +26,7 @@ def test_vectors_match_the_sentence_transformers_pipeline(embedder: Embedder):
 
 
 def test_embedding_does_not_import_sentence_transformers():
-    code = ("import sys; from memory.embeddings import Embedder; Embedder().embed_one('hello'); "
+    code = ("import sys; from tierflow.memory.embeddings import Embedder; Embedder().embed_one('hello'); "
             "print('sentence_transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -34,8 +34,8 @@ def test_embedding_does_not_import_sentence_transformers():
 
 
 def test_memory_and_the_demo_intent_classifier_share_one_copy_of_the_weights(embedder: Embedder):
-    from agents.intents.model import _shared_base_encoder, int8_encoder
-    from memory.embeddings import _load
+    from tierflow.agents.intents.model import _shared_base_encoder, int8_encoder
+    from tierflow.memory.embeddings import _load
 
     base = _shared_base_encoder(64)
     assert base.bert is _load(str(model_path())).model  # ~90 MB once per process, not twice

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from tierflow.memory.embedded import SQLiteDB, SQLiteGraphStore
+from tierflow.memory.errors import MemoryBackendUnavailable
+from tierflow.memory.store import MemoryStore
+from tierflow.memory.weaviate_vectors import WeaviateVectorStore
 
-from memory.embedded import SQLiteDB, SQLiteGraphStore
-from memory.errors import MemoryBackendUnavailable
-from memory.store import MemoryStore
-from memory.weaviate_vectors import WeaviateVectorStore
 from tests.fixtures_memory import start_weaviate
 from tests.test_memory_backends import LISBON, ROME
 

@@ -8,20 +8,20 @@ import subprocess
 import sys
 
 import pytest
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.intent import IntentResult
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from tierflow.graphs.runner import run_request, sqlite_checkpointer
+from tierflow.memory.config import MemoryConfig, open_embedded, open_memory
+from tierflow.memory.errors import MemoryBackendUnavailable
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.decomposer import TaskDecomposer
-from agents.intent import IntentResult
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent
-from graphs.orchestrator import OrchestratorDeps, build_orchestrator
-from graphs.runner import run_request, sqlite_checkpointer
-from memory.config import MemoryConfig, open_embedded, open_memory
-from memory.errors import MemoryBackendUnavailable
 from tests.conftest import REPO
 from tests.scripted import ScriptedChatModel
 from tierflow.settings import load_settings
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 pytestmark = pytest.mark.timeout(300)
 PLAN = {"pattern": "sequential", "subtasks": [
@@ -133,8 +133,7 @@ def test_forget_removes_the_users_text_from_memory_and_checkpoints(tmp_path, emb
     from typing import TypedDict
 
     from langgraph.graph import END, START, StateGraph
-
-    from graphs.runner import run_request, sqlite_checkpointer
+    from tierflow.graphs.runner import run_request, sqlite_checkpointer
 
     class State(TypedDict, total=False):
         request: str

@@ -1,10 +1,9 @@
 """Native tools: exact arithmetic with bounded inputs."""
 
 import pytest
-
-from tools.errors import ToolInputError, UnknownToolError
-from tools.native import calculator, evaluate, native_tools, word_count
-from tools.registry import ToolRegistry
+from tierflow.tools.errors import ToolInputError, UnknownToolError
+from tierflow.tools.native import calculator, evaluate, native_tools, word_count
+from tierflow.tools.registry import ToolRegistry
 
 
 @pytest.mark.parametrize(("expression", "expected"), [

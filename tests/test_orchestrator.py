@@ -3,16 +3,16 @@
 import httpx
 import openai
 import pytest
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.intent import IntentResult
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from tierflow.graphs.runner import RequestError, run_request, sqlite_checkpointer
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.decomposer import TaskDecomposer
-from agents.intent import IntentResult
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent
-from graphs.orchestrator import OrchestratorDeps, build_orchestrator
-from graphs.runner import RequestError, run_request, sqlite_checkpointer
 from tests.scripted import ScriptedChatModel
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 
 class FixedIntent:
@@ -96,7 +96,7 @@ def test_escalation_runs_agents_with_the_generic_plan_and_says_so():
 
 
 def test_a_pattern_that_is_not_available_runs_sequentially_and_is_noted():
-    from graphs.patterns.sequential import build_sequential
+    from tierflow.graphs.patterns.sequential import build_sequential
 
     plan = {**PLAN, "pattern": "peer"}
     d = deps([plan], [{"action": "finish", "answer": "391"}, "ok"], ["done"], PLANNED,

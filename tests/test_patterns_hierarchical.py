@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from tierflow.agents.supervisor import Supervisor
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.team import Team, TeamAgent
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.supervisor import Supervisor
-from agents.worker import WorkerAgent
-from graphs.team import Team, TeamAgent
 from tests.scripted import ScriptedChatModel
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 TOOLS = ToolRegistry(native_tools())
 ONE = [{"id": "s1", "goal": "summarise the report", "role": "writer"}]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from agents.supervisor import Supervisor
-from agents.worker import WorkerAgent
-from graphs.team import Team
-from runtimes.accounting import ModelCallRecorder
-from tools.native import native_tools
-from tools.registry import ToolRegistry
+from tierflow.agents.supervisor import Supervisor
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.team import Team
+from tierflow.runtimes.accounting import ModelCallRecorder
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
 pytestmark = pytest.mark.model
 PAIR = [{"id": "facts", "goal": "Name one fact about tea.", "role": "researcher"},

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.intent import IntentResult
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from tierflow.graphs.runner import run_request
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.decomposer import TaskDecomposer
-from agents.intent import IntentResult
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent
-from graphs.orchestrator import OrchestratorDeps, build_orchestrator
-from graphs.runner import run_request
 from tests.scripted import ScriptedChatModel
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 SUBTASKS = [{"id": "a", "goal": "task a", "role": "researcher", "tools": [], "depends_on": []},
             {"id": "b", "goal": "task b", "role": "writer", "tools": [], "depends_on": ["a"]}]
@@ -70,8 +70,8 @@ def test_a_forced_pattern_overrides_the_plan():
 def test_a_question_asked_inside_a_team_pauses_the_whole_run_and_resume_continues_inside_the_team(tmp_path):
     from functools import partial
 
-    from graphs.patterns.peer import build_peer
-    from graphs.runner import resume_run, sqlite_checkpointer
+    from tierflow.graphs.patterns.peer import build_peer
+    from tierflow.graphs.runner import resume_run, sqlite_checkpointer
 
     d = deps("peer", ["A", "B", {"vote": "a"}, {"vote": "b"}])  # one vote each: a tie
     d.patterns = {"peer": partial(build_peer, max_rounds=1, tie_break="human")}

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
+from tierflow.agents.plan import Subtask
+from tierflow.agents.worker import WorkerAgent, WorkerResult
+from tierflow.graphs.patterns.common import UnknownAgentError
+from tierflow.graphs.patterns.parallel import build_parallel
+from tierflow.graphs.team import Team
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.plan import Subtask
-from agents.worker import WorkerAgent, WorkerResult
-from graphs.patterns.common import UnknownAgentError
-from graphs.patterns.parallel import build_parallel
-from graphs.team import Team
 from tests.scripted import ScriptedChatModel
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 TOOLS = ToolRegistry(native_tools())
 

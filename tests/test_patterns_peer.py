@@ -10,15 +10,15 @@ from autogen_agentchat.agents import AssistantAgent
 from autogen_core.models import UserMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
+from tierflow.agents.autogen_interop import AutoGenInteropError, AutoGenPeer, TierChatCompletionClient
+from tierflow.agents.peer import LLMPeer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.patterns.peer import build_peer
+from tierflow.graphs.team import Team
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.autogen_interop import AutoGenInteropError, AutoGenPeer, TierChatCompletionClient
-from agents.peer import LLMPeer
-from agents.worker import WorkerAgent
-from graphs.patterns.peer import build_peer
-from graphs.team import Team
 from tests.scripted import ScriptedChatModel
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 TASK = [{"id": "t", "goal": "decide", "role": "generalist"}]
 

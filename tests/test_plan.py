@@ -1,8 +1,7 @@
 """Plan validation: the rules every plan must satisfy before any agent runs."""
 
 import pytest
-
-from agents.plan import (
+from tierflow.agents.plan import (
     Plan,
     PlanError,
     Subtask,

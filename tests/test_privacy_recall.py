@@ -8,21 +8,21 @@ Here the cloud tier is a real OpenAI-compatible server (llama.cpp) preferred ove
 from __future__ import annotations
 
 import pytest
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.intent import IntentResult
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from tierflow.graphs.runner import run_request, sqlite_checkpointer
+from tierflow.memory.config import open_embedded
+from tierflow.runtimes.accounting import ModelCallRecorder
+from tierflow.runtimes.config import default_tiers
+from tierflow.runtimes.registry import TierRegistry
+from tierflow.runtimes.router import RoutingPolicy, TierRouter
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
-from agents.decomposer import TaskDecomposer
-from agents.intent import IntentResult
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent
-from graphs.orchestrator import OrchestratorDeps, build_orchestrator
-from graphs.runner import run_request, sqlite_checkpointer
-from memory.config import open_embedded
-from runtimes.accounting import ModelCallRecorder
-from runtimes.config import default_tiers
-from runtimes.registry import TierRegistry
-from runtimes.router import RoutingPolicy, TierRouter
 from tests.conftest import cloud_tier
-from tools.native import native_tools
-from tools.registry import ToolRegistry
 
 pytestmark = [pytest.mark.model, pytest.mark.server, pytest.mark.timeout(600)]
 SECRET = "knee surgery at Clinica Silva"

@@ -2,10 +2,9 @@
 
 import pytest
 from langchain_core.messages import HumanMessage
-
-from runtimes.config import default_tiers
-from runtimes.registry import TierRegistry
-from runtimes.router import TierRouter
+from tierflow.runtimes.config import default_tiers
+from tierflow.runtimes.registry import TierRegistry
+from tierflow.runtimes.router import TierRouter
 
 PRIVATE = [
     "my password is hunter2",

@@ -6,13 +6,13 @@ import time
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
+from tierflow.runtimes.accounting import ModelCallRecorder
+from tierflow.runtimes.config import TierConfig, default_tiers
+from tierflow.runtimes.errors import BudgetExceeded, NoTierAvailable, StructuredOutputError, TierConfigError
+from tierflow.runtimes.registry import TierRegistry
+from tierflow.runtimes.router import BudgetPolicy, CallInfo, RoutingPolicy, TierRouter
+from tierflow.runtimes.structured import invoke_json
 
-from runtimes.accounting import ModelCallRecorder
-from runtimes.config import TierConfig, default_tiers
-from runtimes.errors import BudgetExceeded, NoTierAvailable, StructuredOutputError, TierConfigError
-from runtimes.registry import TierRegistry
-from runtimes.router import BudgetPolicy, CallInfo, RoutingPolicy, TierRouter
-from runtimes.structured import invoke_json
 from tests.conftest import cloud_tier
 
 pytestmark = [pytest.mark.model, pytest.mark.server]

@@ -10,10 +10,9 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-
-from runtimes.config import default_tiers
-from runtimes.registry import TierRegistry
-from runtimes.router import TierRouter
+from tierflow.runtimes.config import default_tiers
+from tierflow.runtimes.registry import TierRegistry
+from tierflow.runtimes.router import TierRouter
 
 PAUSE_S = 0.4
 

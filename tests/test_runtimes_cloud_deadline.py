@@ -8,10 +8,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
-from runtimes.cloud import build_cloud
-from runtimes.config import TierConfig
-from runtimes.errors import TierTimeoutError
+from tierflow.runtimes.cloud import build_cloud
+from tierflow.runtimes.config import TierConfig
+from tierflow.runtimes.errors import TierTimeoutError
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from langchain_core.messages import HumanMessage
-
-from runtimes.accounting import ModelCallRecorder
-from runtimes.config import TierConfig
-from runtimes.edge import EdgeChatModel, build_edge, converted_dir
-from runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError
-from runtimes.mobile import shipped_model_path
+from tierflow.runtimes.accounting import ModelCallRecorder
+from tierflow.runtimes.config import TierConfig
+from tierflow.runtimes.edge import EdgeChatModel, build_edge, converted_dir
+from tierflow.runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError
+from tierflow.runtimes.mobile import shipped_model_path
 
 pytestmark = pytest.mark.model
 

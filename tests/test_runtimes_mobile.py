@@ -8,13 +8,12 @@ import threading
 
 import pytest
 from langchain_core.messages import HumanMessage
-
-from runtimes.accounting import ModelCallRecorder
-from runtimes.config import TierConfig, default_tiers
-from runtimes.errors import ContextLengthExceeded, TierConfigError, UnknownTierError
-from runtimes.mobile import shipped_model_path
-from runtimes.registry import TierRegistry
-from runtimes.structured import invoke_json
+from tierflow.runtimes.accounting import ModelCallRecorder
+from tierflow.runtimes.config import TierConfig, default_tiers
+from tierflow.runtimes.errors import ContextLengthExceeded, TierConfigError, UnknownTierError
+from tierflow.runtimes.mobile import shipped_model_path
+from tierflow.runtimes.registry import TierRegistry
+from tierflow.runtimes.structured import invoke_json
 
 pytestmark = pytest.mark.model
 

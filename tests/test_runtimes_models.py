@@ -14,10 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-
-from runtimes import models
-from runtimes.errors import TierConfigError
-from runtimes.models import ModelIntegrityError, ShippedModel, model_path, models_dir, shipped
+from tierflow.runtimes import models
+from tierflow.runtimes.errors import TierConfigError
+from tierflow.runtimes.models import ModelIntegrityError, ShippedModel, model_path, models_dir, shipped
 
 PART1 = b"GGUF" + bytes(range(256)) * 3
 PART2 = b"the second chunk of a fake model\n" * 5

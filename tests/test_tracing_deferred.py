@@ -11,13 +11,13 @@ import time
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from tierflow.graphs.runner import run_request, sqlite_checkpointer
+from tierflow.tracing import TierflowCallbackHandler, open_tracing
+from tierflow.tracing.deferred import DeferredHandler
 from typing_extensions import TypedDict
 
-from graphs.runner import run_request, sqlite_checkpointer
 from tests.scripted import ScriptedChatModel
 from tests.test_tracing_export import scripted_graph
-from tracing import TierflowCallbackHandler, open_tracing
-from tracing.deferred import DeferredHandler
 
 
 class State(TypedDict, total=False):
@@ -115,7 +115,7 @@ def test_flush_builds_and_exports_within_its_bound(otlp_receiver, tmp_path):
 
 
 def test_routed_calls_get_the_served_model_without_sdk_warnings(otlp_receiver, tiny_registry, tmp_path, caplog):
-    from runtimes.router import TierRouter
+    from tierflow.runtimes.router import TierRouter
 
     router = TierRouter(registry=tiny_registry)
     tracing = open_tracing(otlp_receiver.settings(), env={})
@@ -131,7 +131,7 @@ def test_routed_calls_get_the_served_model_without_sdk_warnings(otlp_receiver, t
 
 
 def test_traceparent_says_whether_the_trace_is_sampled(otlp_receiver, tmp_path):
-    from tracing import inject_traceparent
+    from tierflow.tracing import inject_traceparent
 
     seen: list[str] = []
 
@@ -169,8 +169,7 @@ def test_closing_tracing_stops_its_replay_thread(otlp_receiver, tmp_path):
 
 def test_a_run_that_waits_for_a_human_is_exported_and_its_resume_traced(otlp_receiver, tmp_path):
     from langgraph.types import interrupt
-
-    from graphs.runner import resume_run
+    from tierflow.graphs.runner import resume_run
 
     def ask(state: State) -> State:
         return {"answer": f"approved: {interrupt('approve?')}"}

@@ -11,18 +11,18 @@ from typing import Any
 
 import pytest
 from langchain_core.outputs import ChatResult
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.intent import IntentResult
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from tierflow.graphs.runner import run_request, sqlite_checkpointer
+from tierflow.memory.types import MemoryHit
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
+from tierflow.tracing import open_tracing
 
-from agents.decomposer import TaskDecomposer
-from agents.intent import IntentResult
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent
-from graphs.orchestrator import OrchestratorDeps, build_orchestrator
-from graphs.runner import run_request, sqlite_checkpointer
-from memory.types import MemoryHit
 from tests.scripted import ScriptedChatModel
-from tools.native import native_tools
-from tools.registry import ToolRegistry
-from tracing import open_tracing
 
 PLAN = {"pattern": "sequential", "subtasks": [
     {"id": "calc", "goal": "compute 17*23", "role": "analyst", "tools": ["calculator"], "depends_on": []},

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from tierflow.graphs.runner import run_request, sqlite_checkpointer
+from tierflow.tools.mcp.client import McpClient
+from tierflow.tools.mcp.config import McpServerConfig
+from tierflow.tracing import open_tracing, read_spans
 from typing_extensions import TypedDict
 
-from graphs.runner import run_request, sqlite_checkpointer
 from tests.fixtures_mcp import REPO, HttpServerFactory
 from tests.fixtures_tracing import OtlpReceiver, header_proxy
-from tools.mcp.client import McpClient
-from tools.mcp.config import McpServerConfig
-from tracing import open_tracing, read_spans
 
 pytestmark = pytest.mark.server
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
@@ -54,7 +54,7 @@ def traced_tool_run(client: McpClient, tool: str, args: dict[str, Any], receiver
 
 def test_http_mcp_calls_carry_the_tool_span_s_traceparent(mcp_http_server: HttpServerFactory,
                                                           otlp_receiver: OtlpReceiver, tmp_path: Path) -> None:
-    url = mcp_http_server("mcp_servers.calculator", token="t0k")
+    url = mcp_http_server("tierflow.mcp_servers.calculator", token="t0k")
     origin = url.removesuffix("/mcp")
     proxy, server = header_proxy(origin)  # sees exactly what the MCP server receives
     try:

@@ -6,26 +6,26 @@ from collections.abc import Iterable
 
 from langgraph.graph.state import CompiledStateGraph
 
-from agents.decomposer import TaskDecomposer
-from agents.intent import IntentClassifier
-from agents.synthesizer import Synthesizer
-from agents.worker import WorkerAgent
-from graphs.loader import GraphContext, load_graph
-from graphs.orchestrator import OrchestratorDeps, build_orchestrator
-from graphs.runner import make_checkpointer
-from memory.config import open_memory
-from runtimes.errors import TierUnavailableError
-from runtimes.registry import TierRegistry
-from runtimes.router import TierRouter
+from tierflow.agents.decomposer import TaskDecomposer
+from tierflow.agents.intent import IntentClassifier
+from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.loader import GraphContext, load_graph
+from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
+from tierflow.graphs.runner import make_checkpointer
+from tierflow.memory.config import open_memory
+from tierflow.runtimes.errors import TierUnavailableError
+from tierflow.runtimes.registry import TierRegistry
+from tierflow.runtimes.router import TierRouter
 from tierflow.settings import AGENT_KINDS, Settings
-from tools.native import native_tools
-from tools.registry import ToolRegistry
+from tierflow.tools.native import native_tools
+from tierflow.tools.registry import ToolRegistry
 
 
 def load_classifier(settings: Settings) -> IntentClassifier:
     """The trained intent model named in settings, or the demo model shipped with tierflow."""
-    from agents.intents import load_default_classifier
-    from agents.intents.model import TrainedIntentClassifier
+    from tierflow.agents.intents import load_default_classifier
+    from tierflow.agents.intents.model import TrainedIntentClassifier
 
     if settings.intent_model is not None:
         return TrainedIntentClassifier.load(settings.intent_model, precision=settings.intent_precision)
@@ -36,7 +36,7 @@ def mcp_tools(settings: Settings) -> list:
     """Tools of the MCP servers in ``settings.mcp_servers``; their sessions stay open until process exit."""
     if not settings.mcp_servers:
         return []
-    from tools.mcp.client import McpClient
+    from tierflow.tools.mcp.client import McpClient
 
     return McpClient(settings.mcp_servers).start().tools()
 

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from runtimes.errors import TierflowError
 from tierflow import __version__
 from tierflow.console import err, exit_code, fail, offline_env
+from tierflow.runtimes.errors import TierflowError
 
 app = typer.Typer(name="tierflow", help="Multi-agent orchestration with device-tier routing.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -31,7 +31,7 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024  # read at most this much of --file / stdin;
 
 def read_request(request: str | None, file: Path | None) -> str:
     """The request text from the argument, ``--file PATH`` or standard input (``-``), as checked UTF-8."""
-    from graphs.requests import RequestError
+    from tierflow.graphs.requests import RequestError
 
     if request is not None and file is not None:
         raise RequestError("give the request as an argument or with --file, not both")
@@ -86,15 +86,15 @@ def run(
 ) -> None:
     """Run REQUEST through the orchestrator and print the answer with a short summary."""
     offline_env()
-    from graphs.requests import check_request
+    from tierflow.graphs.requests import check_request
 
     try:  # bad input is answered before anything heavy is imported or loaded
         request = check_request(read_request(request, file))
     except TierflowError as exc:
         raise fail(str(exc), exit_code(exc)) from None
-    from graphs.runner import run_request
-    from runtimes.registry import TierRegistry
     from tierflow.app import build_deps, build_graph, check_fits, check_tiers, run_tiers
+    from tierflow.graphs.runner import run_request
+    from tierflow.runtimes.registry import TierRegistry
     from tierflow.settings import load_settings, tier_overrides
     from tierflow.traces_cli import open_run_tracing
 
@@ -194,8 +194,8 @@ def resume(
 ) -> None:
     """Continue RUN_ID from its last checkpoint: answer its question, or finish a run that was killed."""
     offline_env()
-    from graphs.runner import resume_run
     from tierflow.app import build_deps, build_graph
+    from tierflow.graphs.runner import resume_run
     from tierflow.settings import load_settings, tier_overrides
     from tierflow.traces_cli import open_run_tracing
 
@@ -262,7 +262,7 @@ def doctor(
 ) -> None:
     """Report which tiers, models, servers (memory, MCP) and data folders are usable, and why not."""
     offline_env()
-    from runtimes.registry import TierRegistry
+    from tierflow.runtimes.registry import TierRegistry
     from tierflow.settings import SettingsError, load_settings
 
     try:
@@ -305,7 +305,7 @@ def _check_intents(settings) -> dict[str, object]:
 
 
 def _check_memory(settings) -> dict[str, object]:
-    from memory.config import open_memory
+    from tierflow.memory.config import open_memory
 
     name = "off" if not settings.memory.enabled else settings.memory.backend
     try:
@@ -321,7 +321,7 @@ def _check_memory(settings) -> dict[str, object]:
 
 
 def _check_mcp(name: str, server) -> dict[str, object]:
-    from tools.mcp.client import McpClient
+    from tierflow.tools.mcp.client import McpClient
 
     try:
         with McpClient({name: server}) as client:

@@ -39,15 +39,15 @@ def eval_command(
     When Langfuse is configured (settings [tracing] or LANGFUSE_* variables), the run is also a Langfuse
     experiment: one trace per item with its metrics as scores; tracing problems never fail the eval.
     """
-    from runtimes.errors import TierflowError
     from tierflow.console import err, exit_code, fail, offline_env
+    from tierflow.runtimes.errors import TierflowError
 
     offline_env()
-    from evals.errors import EvalError
-    from evals.gate import compare, load_baseline
-    from evals.report import summarize, to_markdown, write_reports
-    from evals.runner import run_suite
-    from evals.suite import load_suite
+    from tierflow.evals.errors import EvalError
+    from tierflow.evals.gate import compare, load_baseline
+    from tierflow.evals.report import summarize, to_markdown, write_reports
+    from tierflow.evals.runner import run_suite
+    from tierflow.evals.suite import load_suite
 
     experiment = None
     try:
@@ -100,7 +100,7 @@ def eval_command(
 
 
 def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):
-    from evals.tasks import IntentTask, RunTask
+    from tierflow.evals.tasks import IntentTask, RunTask
 
     config = config or spec.task.config
     if spec.task.kind == "intent":
@@ -110,18 +110,18 @@ def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):
         return RunTask(_graph_factory(config, folder), settings.tier_costs())
     models = _tier_models(settings, [cell.tier for cell in spec.matrix.cells()])
     if spec.task.kind == "function_call":
-        from evals.bfcl import FunctionCallTask
+        from tierflow.evals.bfcl import FunctionCallTask
 
         return FunctionCallTask(models, settings.tier_costs(), max_tokens=spec.task.max_tokens)
-    from evals.nestful import PlanTask
+    from tierflow.evals.nestful import PlanTask
 
     return PlanTask(models, settings.tier_costs(), max_calls=spec.task.max_calls, max_tokens=spec.task.max_tokens)
 
 
 def _tier_models(settings, tiers: list[str | None]):
     """The chat model of each cell's tier (None: the default tier), checked before any item runs."""
-    from runtimes.registry import TierRegistry
     from tierflow.app import check_tiers
+    from tierflow.runtimes.registry import TierRegistry
 
     registry = TierRegistry(settings.tiers, settings.default_tier)
     check_tiers(registry, tiers)  # unknown or unusable tiers fail here, naming them
@@ -138,8 +138,8 @@ def _experiment(spec, items, config: Path | None, folder: Path):
     from tierflow.console import err
 
     try:
-        from evals.experiment import LangfuseExperiment
-        from tracing import open_tracing
+        from tierflow.evals.experiment import LangfuseExperiment
+        from tierflow.tracing import open_tracing
 
         settings = _settings(config, folder)
         tracing = open_tracing(settings.tracing, release=__version__)
@@ -165,8 +165,8 @@ def _settings(config: Path | None, folder: Path, tier: str | None = None):
 
 def _graph_factory(config: Path | None, folder: Path):
     def build(cell):
-        from runtimes.registry import TierRegistry
         from tierflow.app import build_deps, build_graph, check_tiers
+        from tierflow.runtimes.registry import TierRegistry
 
         settings = _settings(config, folder, cell.tier)
         registry = TierRegistry(settings.tiers, settings.default_tier)

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from agents.intents.errors import IntentDataError, IntentModelError
+from tierflow.agents.intents.errors import IntentDataError, IntentModelError
 
 intents_app = typer.Typer(
     name="intents",
@@ -63,8 +63,8 @@ def train(
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
 ) -> None:
     """Train a classifier and save it as a model directory."""
-    from agents.intents.data import file_sha256, load_examples
-    from agents.intents.train import TrainConfig, train_classifier
+    from tierflow.agents.intents.data import file_sha256, load_examples
+    from tierflow.agents.intents.train import TrainConfig, train_classifier
 
     examples = load_examples(data, split)
     val = None
@@ -99,7 +99,7 @@ def train(
 
 
 def _is_split_file(path: Path) -> bool:
-    from agents.intents.data import _looks_like_split_file
+    from tierflow.agents.intents.data import _looks_like_split_file
 
     if path.suffix == ".json":
         return True
@@ -120,9 +120,9 @@ def evaluate(
     precision: Annotated[str, typer.Option(help="encoder precision: fp32, or int8 (faster on CPU)")] = "fp32",
 ) -> None:
     """Score a model on labelled data: accuracy, oos recall/precision, macro-F1, latency, throughput."""
-    from agents.intents.data import check_known_labels, load_examples
-    from agents.intents.metrics import classification_metrics, latency_ms
-    from agents.intents.model import TrainedIntentClassifier
+    from tierflow.agents.intents.data import check_known_labels, load_examples
+    from tierflow.agents.intents.metrics import classification_metrics, latency_ms
+    from tierflow.agents.intents.model import TrainedIntentClassifier
 
     examples = load_examples(data, split)
     clf = TrainedIntentClassifier.load(model, precision=precision)
@@ -150,8 +150,8 @@ def predict(
     precision: Annotated[str, typer.Option(help="encoder precision: fp32, or int8 (faster on CPU)")] = "fp32",
 ) -> None:
     """Classify one request: label, confidence, out-of-scope flag, top-3 alternatives."""
-    from agents.intents import load_default_classifier
-    from agents.intents.model import TrainedIntentClassifier
+    from tierflow.agents.intents import load_default_classifier
+    from tierflow.agents.intents.model import TrainedIntentClassifier
 
     if not text.strip():
         typer.echo("error: empty text", err=True)

@@ -38,8 +38,8 @@ class LazyTierflow:
             return self._built
 
     def run_task(self, request: str, progress: Any) -> Any:
-        from graphs.runner import run_request
-        from mcp_servers.tierflow_server import NodeProgress
+        from tierflow.graphs.runner import run_request
+        from tierflow.mcp_servers.tierflow_server import NodeProgress
 
         settings, _, graph = self.parts()
         callbacks: list[Any] = [NodeProgress(progress)]
@@ -73,7 +73,7 @@ def _open_tracing(settings: Any) -> Any:
     import atexit
 
     from tierflow import __version__
-    from tracing import open_tracing
+    from tierflow.tracing import open_tracing
 
     tracing = open_tracing(settings.tracing, release=__version__)
     if tracing is not None:
@@ -84,17 +84,17 @@ def _open_tracing(settings: Any) -> Any:
 def build_server(name: str, config: Path | None = None, root: Path | None = None) -> Any:
     """The FastMCP server called ``name``; raises ValueError for an unknown name."""
     if name == "tierflow":
-        from mcp_servers.tierflow_server import build_tierflow_server
+        from tierflow.mcp_servers.tierflow_server import build_tierflow_server
 
         lazy = LazyTierflow(config)
         return build_tierflow_server(lazy.run_task, lazy.classify, lazy.plan, lazy.catalog)
     if name == "notes":
-        from mcp_servers.notes import build_notes_server
+        from tierflow.mcp_servers.notes import build_notes_server
         from tierflow.settings import load_settings
 
         return build_notes_server(root or load_settings(config).home / "notes")
     if name == "calculator":
-        from mcp_servers.calculator import build_calculator_server
+        from tierflow.mcp_servers.calculator import build_calculator_server
 
         return build_calculator_server()
     raise ValueError(f"unknown MCP server {name!r}; available: {', '.join(SERVERS)}")
@@ -116,9 +116,9 @@ def serve(
     config: Annotated[Path | None, typer.Option("--config", help="settings TOML file")] = None,
 ) -> None:
     """Serve the MCP server NAME on stdio (for MCP hosts) or, with --http, over streamable HTTP."""
-    from mcp_servers.serve import ServeError
-    from mcp_servers.serve import serve as run_server
     from tierflow.console import fail, offline_env
+    from tierflow.mcp_servers.serve import ServeError
+    from tierflow.mcp_servers.serve import serve as run_server
     from tierflow.settings import SettingsError
 
     offline_env()

@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from memory.errors import MemoryLayerError
-from memory.store import MemoryStore
-from memory.types import Provenance
 from tierflow.console import exit_code, fail
+from tierflow.memory.errors import MemoryLayerError
+from tierflow.memory.store import MemoryStore
+from tierflow.memory.types import Provenance
 
 memory_app = typer.Typer(name="memory", help="inspect and manage what tierflow remembers across runs",
                          no_args_is_help=True, pretty_exceptions_enable=False)
@@ -34,7 +34,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 @contextmanager
 def _opened(config: Path | None) -> Iterator[MemoryStore]:
-    from memory.config import open_memory
+    from tierflow.memory.config import open_memory
     from tierflow.settings import SettingsError, load_settings
 
     try:
@@ -124,7 +124,7 @@ def forget(user: Annotated[str, typer.Option("--user", help="user whose memories
            run: Annotated[str | None, typer.Option("--run", help="only this run")] = None,
            tenant: TenantOpt = None, config: ConfigOpt = None) -> None:
     """Delete a user's memories (or one run of them) from both stores, and their runs' checkpoints."""
-    from graphs.runner import forget_checkpoints, make_checkpointer
+    from tierflow.graphs.runner import forget_checkpoints, make_checkpointer
     from tierflow.settings import load_settings
 
     with _opened(config) as store:

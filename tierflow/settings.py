@@ -16,12 +16,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from memory.config import MemoryConfig
-from runtimes.config import TierConfig, default_tiers
-from runtimes.errors import TierflowError
-from runtimes.router import RoutingPolicy
-from tools.mcp.config import McpServerConfig
-from tracing.config import TracingSettings
+from tierflow.memory.config import MemoryConfig
+from tierflow.runtimes.config import TierConfig, default_tiers
+from tierflow.runtimes.errors import TierflowError
+from tierflow.runtimes.router import RoutingPolicy
+from tierflow.tools.mcp.config import McpServerConfig
+from tierflow.tracing.config import TracingSettings
 
 _TOML_PATH: ContextVar[Path | None] = ContextVar("tierflow_toml_path", default=None)
 DEFAULT_CONFIG_NAME = "tierflow.toml"

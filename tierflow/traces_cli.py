@@ -22,7 +22,7 @@ class RunTracing:
     """Tracing around one ``tierflow run``: ``with run_tracing as callbacks:``; a no-op when tracing is off."""
 
     def __init__(self, settings: Any, trace_file: Path | None = None) -> None:
-        from tracing import open_tracing
+        from tierflow.tracing import open_tracing
 
         self.tracing = open_tracing(settings.tracing, trace_file=trace_file, release=__version__)
         self.costs = settings.tier_costs()
@@ -59,7 +59,7 @@ def show(
     """Print run RUN_ID as a tree of spans with timings, tiers and tokens."""
     from tierflow.console import fail
     from tierflow.settings import SettingsError, load_settings
-    from tracing import RunNotFoundError, TraceFileError, read_spans, render, run_trees
+    from tierflow.tracing import RunNotFoundError, TraceFileError, read_spans, render, run_trees
 
     try:
         if file is None:

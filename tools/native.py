@@ -8,10 +8,9 @@ from fractions import Fraction
 
 from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
-
-from tools.errors import ToolInputError
-from tools.grounding import DISTINCT, GROUNDED
-from tools.units import convert, parse_value, unit_name, unit_names
+from tierflow.tools.errors import ToolInputError
+from tierflow.tools.grounding import DISTINCT, GROUNDED
+from tierflow.tools.units import convert, parse_value, unit_name, unit_names
 
 MAX_EXPRESSION_CHARS = 300
 MAX_EXPONENT = 1000

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tools.errors import ToolLayerError
+from tierflow.tools.errors import ToolLayerError
 
 ROLE_METADATA_KEY = "tierflow_role"
 

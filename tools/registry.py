@@ -7,8 +7,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
-
-from tools.errors import UnknownToolError
+from tierflow.tools.errors import UnknownToolError
 
 
 class ToolRegistry:
@@ -52,7 +51,7 @@ class ToolRegistry:
 
 
 def args_json_schema(tool: BaseTool) -> dict[str, Any]:
-    """The JSON schema of a tool's arguments, with extension keys such as tools.grounding's kept.
+    """The JSON schema of a tool's arguments, with extension keys such as tierflow.tools.grounding's kept.
 
     An explicit pydantic ``args_schema`` is read directly: LangChain's ``tool_call_schema`` rebuilds the
     model and drops ``json_schema_extra``.

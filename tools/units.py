@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from tools.errors import ToolInputError
+from tierflow.tools.errors import ToolInputError
 
 MAX_VALUE_CHARS = 60
 MAX_MAGNITUDE = Fraction(10) ** 60

@@ -1,17 +1,17 @@
 """Langfuse / OpenTelemetry tracing for tierflow runs; attaches to runs through LangChain callbacks.
 
 Off unless configured. ``open_tracing(settings.tracing)`` returns a :class:`Tracing` (or None);
-``tracing.handler()`` is the callback for one run, ``tracing.score()`` sends eval results, and
+``tierflow.tracing.handler()`` is the callback for one run, ``tracing.score()`` sends eval results, and
 ``tracing.close()`` flushes within a bounded time.
 """
 
-from tracing.config import ResolvedTracing, TracingConfigError, TracingSettings, resolve
-from tracing.handler import TierflowCallbackHandler
-from tracing.masking import Masker
-from tracing.propagation import continue_trace, inject_traceparent, trace_context_from_headers
-from tracing.setup import Tracing, open_tracing
-from tracing.trace_file import JsonlSpanExporter, TraceFileError, read_spans
-from tracing.tree import RunNotFoundError, render, run_trees
+from tierflow.tracing.config import ResolvedTracing, TracingConfigError, TracingSettings, resolve
+from tierflow.tracing.handler import TierflowCallbackHandler
+from tierflow.tracing.masking import Masker
+from tierflow.tracing.propagation import continue_trace, inject_traceparent, trace_context_from_headers
+from tierflow.tracing.setup import Tracing, open_tracing
+from tierflow.tracing.trace_file import JsonlSpanExporter, TraceFileError, read_spans
+from tierflow.tracing.tree import RunNotFoundError, render, run_trees
 
 __all__ = [
     "JsonlSpanExporter", "Masker", "ResolvedTracing", "RunNotFoundError", "TierflowCallbackHandler", "TraceFileError",

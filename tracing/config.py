@@ -14,9 +14,8 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
-
-from runtimes.errors import TierflowError
-from runtimes.privacy import DEFAULT_PRIVATE_PATTERNS
+from tierflow.runtimes.errors import TierflowError
+from tierflow.runtimes.privacy import DEFAULT_PRIVATE_PATTERNS
 
 ObservationType = Literal["span", "agent", "chain", "tool", "retriever", "evaluator", "guardrail", "embedding"]
 
@@ -107,7 +106,8 @@ class TracingSettings(BaseModel):
     export_timeout_s: int = Field(3, ge=1, le=60, description="one OTLP export request, retries included")
     flush_timeout_s: float = Field(5.0, gt=0, le=120, description="longest a run waits for its trace to leave")
     trace_file: Path | None = Field(None, description="also write spans here as JSON lines")
-    defer: bool = Field(True, description="build a run's spans after it ends, off its hot path (tracing.deferred); "
+    defer: bool = Field(True, description="build a run's spans after it ends, off its hot path "
+                        "(tierflow.tracing.deferred); "
                         "false: build each span as its step happens, so long runs show up while they run")
     mask: MaskSettings = Field(default_factory=MaskSettings)
     node_types: dict[str, ObservationType] = Field(default_factory=lambda: dict(DEFAULT_NODE_TYPES))

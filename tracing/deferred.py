@@ -4,7 +4,7 @@ Langfuse's CallbackHandler builds, serializes and masks an OpenTelemetry span in
 about 1 ms per graph node here, which more than doubles a run of fast nodes (``bench/tracing.py``).
 :class:`DeferredHandler` only records each event (a tuple append, plus a context attach so W3C
 ``traceparent`` still reaches HTTP calls) and hands the finished run to one background thread per
-process, where the same :class:`~tracing.handler.TierflowCallbackHandler` replays it. The replayed
+process, where the same :class:`~tierflow.tracing.handler.TierflowCallbackHandler` replays it. The replayed
 spans keep the ids the run already propagated and the times the events really happened. Written here
 because neither Langfuse nor OpenTelemetry offers it: both defer only the export, not span building.
 
@@ -31,8 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
-from tracing.handler import TierflowCallbackHandler
+from tierflow.tracing.handler import TierflowCallbackHandler
 
 log = logging.getLogger("tierflow.tracing")
 

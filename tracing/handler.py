@@ -5,7 +5,7 @@ session (= the run's thread id) and user from the run's config metadata, tags fo
 pattern as soon as the graph knows them, tier/model/route metadata and cost on each generation, and
 tierflow's node names mapped to observation types (``recall`` is a retriever, agents are agents).
 
-With a :class:`~tracing.masking.Masker` it also keeps private runs private: every callback of a run whose
+With a :class:`~tierflow.tracing.masking.Masker` it also keeps private runs private: every callback of a run whose
 config metadata has ``tierflow_private`` (or whose input state is marked ``{"private": true}``), and of
 everything under it, runs inside ``Masker.private_scope()``, so the SDK's mask replaces that observation's
 input, output and metadata whole. Trace-level metadata and error messages, which the SDK exports without
@@ -23,8 +23,7 @@ from uuid import UUID
 from langchain_core.outputs import LLMResult
 from langfuse._client.attributes import LangfuseOtelSpanAttributes
 from langfuse.langchain import CallbackHandler
-
-from tracing.masking import Masker
+from tierflow.tracing.masking import Masker
 
 ROUTE_KEYS = ("tier", "rule", "fallback_from", "attempt")
 PRIVATE_RUN_KEY = "tierflow_private"  # graphs.runner puts the run's private flag in its config metadata
@@ -35,7 +34,7 @@ OTHER_EVENTS = ("on_llm_new_token", "on_agent_action", "on_agent_finish")
 
 
 class TierflowCallbackHandler(CallbackHandler):
-    """One handler per run; pass it in ``callbacks`` (``graphs.runner.run_request(callbacks=[...])``).
+    """One handler per run; pass it in ``callbacks`` (``tierflow.graphs.runner.run_request(callbacks=[...])``).
 
     ``costs`` maps a tier name to its price per 1k input and output tokens; ``node_types`` maps graph
     node names to Langfuse observation types; ``masker`` (the Langfuse client's mask) masks what the SDK

@@ -22,8 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, SecretBytes, SecretStr
-
-from tracing.config import MaskSettings
+from tierflow.tracing.config import MaskSettings
 
 _MAX_DEPTH = 40
 # Runs repeat the same strings (request, state fields, prompts) in many observations; masking each

@@ -21,12 +21,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
-
-from tracing.config import ResolvedTracing, TracingSettings, resolve
-from tracing.deferred import DeferredHandler, ReplayClock, Replayer
-from tracing.handler import TierflowCallbackHandler
-from tracing.masking import Masker
-from tracing.trace_file import JsonlSpanExporter
+from tierflow.tracing.config import ResolvedTracing, TracingSettings, resolve
+from tierflow.tracing.deferred import DeferredHandler, ReplayClock, Replayer
+from tierflow.tracing.handler import TierflowCallbackHandler
+from tierflow.tracing.masking import Masker
+from tierflow.tracing.trace_file import JsonlSpanExporter
 
 log = logging.getLogger("tierflow.tracing")
 # Only for the SDK's object model when no Langfuse is configured (trace file only); nothing is sent there.

@@ -15,9 +15,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import format_span_id, format_trace_id
-
-from runtimes.errors import TierflowError
-from tracing.masking import Masker
+from tierflow.runtimes.errors import TierflowError
+from tierflow.tracing.masking import Masker
 
 _PREFIX = "langfuse.observation."
 _JSON_ATTRIBUTES = {"usage_details", "cost_details", "model.parameters", "input", "output"}

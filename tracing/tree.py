@@ -9,8 +9,7 @@ from typing import Any
 
 from rich.markup import escape
 from rich.tree import Tree
-
-from runtimes.errors import TierflowError
+from tierflow.runtimes.errors import TierflowError
 
 
 class RunNotFoundError(TierflowError, LookupError):

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agents.intents.errors import IntentDataError, IntentModelError
+from tierflow.agents.intents.errors import IntentDataError, IntentModelError
 
 if TYPE_CHECKING:
-    from agents.intents.model import TrainedIntentClassifier
+    from tierflow.agents.intents.model import TrainedIntentClassifier
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_DATA = PACKAGE_DIR / "demo_intents.jsonl"
@@ -31,6 +31,6 @@ __all__ = [
 
 def load_default_classifier(precision: str = "fp32") -> TrainedIntentClassifier:
     """The shipped demo classifier (head weights in ``demo_model/``, encoder from the base package)."""
-    from agents.intents.model import TrainedIntentClassifier
+    from tierflow.agents.intents.model import TrainedIntentClassifier
 
     return TrainedIntentClassifier.load(DEMO_MODEL_DIR, precision=precision)

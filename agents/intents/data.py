@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.intent import OUT_OF_SCOPE
-from agents.intents.errors import IntentDataError
+from tierflow.agents.intent import OUT_OF_SCOPE
+from tierflow.agents.intents.errors import IntentDataError
 
 
 @dataclass(frozen=True)

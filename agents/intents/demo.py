@@ -1,6 +1,6 @@
 """Train the shipped demo intent model (calculate / explain / write / plan + oos) from ``demo_intents.jsonl``.
 
-Run ``python -m agents.intents.demo`` to rebuild ``agents/intents/demo_model/``: a head-only model
+Run ``python -m tierflow.agents.intents.demo`` to rebuild ``agents/intents/demo_model/``: a head-only model
 (the encoder is the base all-MiniLM-L6-v2 package), so the committed weights stay a few hundred KB.
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.intents import DEMO_DATA, DEMO_MODEL_DIR
-from agents.intents.data import file_sha256, load_examples
-from agents.intents.model import TrainedIntentClassifier
-from agents.intents.train import TrainConfig, train_classifier
+from tierflow.agents.intents import DEMO_DATA, DEMO_MODEL_DIR
+from tierflow.agents.intents.data import file_sha256, load_examples
+from tierflow.agents.intents.model import TrainedIntentClassifier
+from tierflow.agents.intents.train import TrainConfig, train_classifier
 
 DEMO_CONFIG = TrainConfig(finetune_layers=0, head_epochs=60, batch_size=16, lr_head=1e-2, val_fraction=0.2)
 

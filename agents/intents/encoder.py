@@ -16,9 +16,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
+from tierflow.agents.intents.errors import IntentModelError
 from torch import nn
-
-from agents.intents.errors import IntentModelError
 
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MAX_LENGTH = 64
@@ -26,8 +25,8 @@ DEFAULT_MAX_LENGTH = 64
 
 def base_model_path() -> Path:
     """Directory of the shipped all-MiniLM-L6-v2 weights (never downloaded from a hub); memory finds it the same way."""
-    from memory.embeddings import model_path
-    from memory.errors import MemoryLayerError
+    from tierflow.memory.embeddings import model_path
+    from tierflow.memory.errors import MemoryLayerError
 
     try:
         return model_path()
@@ -66,8 +65,8 @@ class Encoder(nn.Module):
         source = Path(path) if path is not None else base_model_path()
         self.lean = lean
         if lean:
-            from memory.embeddings import FastTokenizer, lean_bert, shared_lean_bert
-            from memory.errors import MemoryLayerError
+            from tierflow.memory.embeddings import FastTokenizer, lean_bert, shared_lean_bert
+            from tierflow.memory.errors import MemoryLayerError
 
             try:
                 self.tokenizer = FastTokenizer(source, max_length)
@@ -134,7 +133,7 @@ class Encoder(nn.Module):
 
         About a third faster for single short queries, which is what the orchestrator's hot path sends.
         """
-        from memory.embeddings import bert_blocks
+        from tierflow.memory.embeddings import bert_blocks
 
         return bert_blocks(self.bert.encoder.layer[layer:], x, attention_mask, self.bert.config.num_attention_heads)
 

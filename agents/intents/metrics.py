@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
-from agents.intent import OUT_OF_SCOPE
+from tierflow.agents.intent import OUT_OF_SCOPE
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, float | int]:

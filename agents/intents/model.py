@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from tierflow.agents.intent import OUT_OF_SCOPE, IntentResult
+from tierflow.agents.intents.encoder import BASE_MODEL_NAME, Encoder, configure_threads
+from tierflow.agents.intents.errors import IntentModelError
+from tierflow.memory.embeddings import MODEL_PACKAGE
 from torch import nn
-
-from agents.intent import OUT_OF_SCOPE, IntentResult
-from agents.intents.encoder import BASE_MODEL_NAME, Encoder, configure_threads
-from agents.intents.errors import IntentModelError
-from memory.embeddings import MODEL_PACKAGE
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "intent_model.json"
@@ -89,7 +88,7 @@ def _shared_base_encoder(max_length: int, precision: str = "fp32", lean: bool = 
 
 
 class TrainedIntentClassifier:
-    """Encoder + head + threshold; implements :class:`agents.intent.IntentClassifier`."""
+    """Encoder + head + threshold; implements :class:`tierflow.agents.intent.IntentClassifier`."""
 
     def __init__(
         self,

@@ -1,16 +1,15 @@
-"""The four collaboration patterns, each a compiled LangGraph subgraph over :class:`graphs.state.TeamState`."""
+"""The four collaboration patterns, each a compiled LangGraph subgraph over :class:`tierflow.graphs.state.TeamState`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from langgraph.graph.state import CompiledStateGraph
-
-from agents.worker import WorkerAgent
-from graphs.patterns.hierarchical import build_hierarchical
-from graphs.patterns.parallel import build_parallel
-from graphs.patterns.peer import build_peer
-from graphs.patterns.sequential import build_sequential
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.patterns.hierarchical import build_hierarchical
+from tierflow.graphs.patterns.parallel import build_parallel
+from tierflow.graphs.patterns.peer import build_peer
+from tierflow.graphs.patterns.sequential import build_sequential
 
 # What the orchestrator's ``execute`` node may run: pattern name -> builder over the configured worker.
 PATTERN_BUILDERS: dict[str, Callable[[WorkerAgent], CompiledStateGraph]] = {

@@ -10,10 +10,9 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import interrupt
-
-from agents.plan import Subtask
-from agents.worker import WorkerAgent, WorkerResult
-from runtimes.errors import RUN_ENDING_ERRORS, TierflowError
+from tierflow.agents.plan import Subtask
+from tierflow.agents.worker import WorkerAgent, WorkerResult
+from tierflow.runtimes.errors import RUN_ENDING_ERRORS, TierflowError
 
 T = TypeVar("T")
 

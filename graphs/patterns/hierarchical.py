@@ -3,7 +3,7 @@
 assign → work → review, then either redo (back to work with the reviewer's feedback) or accept
 (next subtask). Redos per subtask and supervisor calls per run are bounded: past a bound the
 deterministic fallback decides, and the decision log says so. A member may be a whole team
-(:class:`graphs.team.TeamAgent`), so teams nest.
+(:class:`tierflow.graphs.team.TeamAgent`), so teams nest.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from typing import Annotated, Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-
-from agents.plan import Subtask
-from agents.supervisor import Decision, Supervisor
-from agents.worker import WorkerAgent, WorkerResult
-from graphs.patterns.common import Agent, HumanPolicy, Roster, TeamError, ask_human, run_agent, with_human
-from graphs.state import TeamState
+from tierflow.agents.plan import Subtask
+from tierflow.agents.supervisor import Decision, Supervisor
+from tierflow.agents.worker import WorkerAgent, WorkerResult
+from tierflow.graphs.patterns.common import Agent, HumanPolicy, Roster, TeamError, ask_human, run_agent, with_human
+from tierflow.graphs.state import TeamState
 
 
 class HierarchicalState(TeamState, total=False):

@@ -17,11 +17,19 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
-
-from agents.plan import Subtask
-from agents.worker import WorkerAgent
-from graphs.patterns.common import Agent, HumanPolicy, Roster, TeamError, ask_human, error_result, run_agent, with_human
-from graphs.state import TeamState
+from tierflow.agents.plan import Subtask
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.patterns.common import (
+    Agent,
+    HumanPolicy,
+    Roster,
+    TeamError,
+    ask_human,
+    error_result,
+    run_agent,
+    with_human,
+)
+from tierflow.graphs.state import TeamState
 
 
 class ParallelState(TeamState, total=False):

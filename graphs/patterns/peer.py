@@ -21,13 +21,12 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import interrupt
-
-from agents.peer import BOARD_TAIL, LLMPeer, PeerAgent, Post, WorkerPeer, fallback_vote
-from agents.plan import Subtask
-from agents.worker import WorkerAgent, WorkerResult
-from graphs.patterns.common import TeamError
-from graphs.state import TeamState
-from runtimes.errors import RUN_ENDING_ERRORS
+from tierflow.agents.peer import BOARD_TAIL, LLMPeer, PeerAgent, Post, WorkerPeer, fallback_vote
+from tierflow.agents.plan import Subtask
+from tierflow.agents.worker import WorkerAgent, WorkerResult
+from tierflow.graphs.patterns.common import TeamError
+from tierflow.graphs.state import TeamState
+from tierflow.runtimes.errors import RUN_ENDING_ERRORS
 
 DECISION_ID = "consensus"
 

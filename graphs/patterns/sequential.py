@@ -5,10 +5,9 @@ from __future__ import annotations
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-
-from agents.plan import Subtask
-from agents.worker import WorkerAgent
-from graphs.state import TeamState
+from tierflow.agents.plan import Subtask
+from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.state import TeamState
 
 
 def build_sequential(worker: WorkerAgent) -> CompiledStateGraph:

@@ -3,6 +3,6 @@
 Only the declarations are imported here so that reading settings does not load the MCP SDK.
 """
 
-from tools.mcp.config import McpServerConfig
+from tierflow.tools.mcp.config import McpServerConfig
 
 __all__ = ["McpServerConfig"]

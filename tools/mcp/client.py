@@ -44,10 +44,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 from referencing import Registry
 from referencing.exceptions import Unresolvable
-
-from tools.errors import ToolInputError, ToolLayerError, UnknownToolError
-from tools.mcp.config import McpServerConfig
-from tools.policy import check_allowed, permits
+from tierflow.tools.errors import ToolInputError, ToolLayerError, UnknownToolError
+from tierflow.tools.mcp.config import McpServerConfig
+from tierflow.tools.policy import check_allowed, permits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
