@@ -62,13 +62,14 @@ def invoke_structured(model: BaseChatModel, messages: LanguageModelInput, schema
     (the reply is then ``{}``: the model's failure is scored, not dropped). Other errors propagate.
     """
     from tierflow.runtimes.accounting import ModelCallRecorder
+    from tierflow.runtimes.context import RunContext
     from tierflow.runtimes.errors import StructuredOutputError
     from tierflow.runtimes.structured import invoke_json
 
     recorder = ModelCallRecorder()
     tier = getattr(model, "tier", None)
     config = {"callbacks": [recorder, *extra_callbacks()], "run_name": f"eval.{name}",
-              "metadata": {"tierflow_tier": tier} if tier else {}}
+              "metadata": RunContext(tier=tier).to_metadata() if tier else {}}
     bound: Any = model.bind(max_tokens=max_tokens) if max_tokens else model
     error: str | None = None
     try:

@@ -22,6 +22,7 @@ from tierflow.graphs.patterns.peer import DECISION_ID
 from tierflow.graphs.state import RunState
 from tierflow.memory.base import Memory
 from tierflow.memory.errors import MemoryLayerError
+from tierflow.runtimes.context import RunContext
 from tierflow.tools.grounding import ungrounded
 
 OUT_OF_SCOPE_ANSWER = ("This request is outside what this assistant handles ({label}, confidence {confidence:.2f}). "
@@ -184,10 +185,10 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
 
 def keep_private(config: RunnableConfig, state: RunState) -> RunnableConfig:
     """``config`` whose metadata marks the run private when its state is (the router reads that flag)."""
-    metadata = config.get("metadata") or {}
-    if not state.get("private") or metadata.get("tierflow_private"):
+    context = RunContext.of(config)
+    if not state.get("private") or context.private:
         return config
-    return {**config, "metadata": {**metadata, "tierflow_private": True}}
+    return context.made_private().apply(config)
 
 
 def as_context(memories: list[str], request: str) -> list[str]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 # Re-exported: the checks live in a module that imports nothing heavy, so the CLI rejects bad input at once.
 from tierflow.graphs.requests import MAX_REQUEST_CHARS, RequestError, RunNotFoundError, check_request  # noqa: F401
 from tierflow.runtimes.accounting import ModelCall, ModelCallRecorder
+from tierflow.runtimes.context import RunContext
 from tierflow.runtimes.errors import RUN_ENDING_ERRORS
 
 RunStatus = Literal["done", "failed", "partial", "waiting"]
@@ -172,7 +173,7 @@ def _drive(graph: CompiledStateGraph, graph_input: Any, run_id: str, user_id: st
     recorder = ModelCallRecorder()
     config = {"configurable": {"thread_id": run_id}, "callbacks": [recorder, *callbacks],
               "recursion_limit": recursion_limit, "run_name": "tierflow.run",
-              "metadata": {"tierflow_run_id": run_id, "user_id": user_id, "tierflow_private": private}}
+              "metadata": RunContext(run_id=run_id, user_id=user_id, private=private).to_metadata()}
     # "sync": a step's checkpoint is on disk before the next step starts, so a crash loses at most one step.
     durability = "sync" if graph.checkpointer is not None else None
     started = time.perf_counter()

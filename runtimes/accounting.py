@@ -11,6 +11,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 from pydantic import BaseModel
+from tierflow.runtimes.context import RunContext
 
 
 class ModelCall(BaseModel):
@@ -44,7 +45,7 @@ class ModelCallRecorder(BaseCallbackHandler):
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *,
                             run_id: UUID, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         params = kwargs.get("invocation_params") or {}
-        tier = str((metadata or {}).get("tierflow_tier") or params.get("tier") or "?")
+        tier = str(RunContext.from_metadata(metadata).tier or params.get("tier") or "?")
         model = str(params.get("model_name") or params.get("model") or params.get("model_path") or "?")
         with self._lock:
             self._started[run_id] = (time.perf_counter(), tier, model)

@@ -26,6 +26,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from tierflow.runtimes.context import ROUTE_KEY, RunContext, set_route
 from tierflow.runtimes.errors import (
     MODEL_CALL_ERRORS,
     BudgetExceeded,
@@ -292,7 +293,7 @@ class TierRouter(BaseChatModel):
                     usage_seen = dict(usage)
                 yield chunk
             # Only the route here: the tier's own chunks name the tier, and chunk merging concatenates strings.
-            closing = AIMessageChunk(content="", response_metadata={"route": decision.model_dump()})
+            closing = AIMessageChunk(content="", response_metadata={ROUTE_KEY: decision.model_dump()})
             self._charge(plan.run_id, name, AIMessage(content="", usage_metadata=usage_seen or None))
             yield ChatGenerationChunk(message=closing)
             return
@@ -306,9 +307,9 @@ class TierRouter(BaseChatModel):
         forced = kwargs.pop("tier", None)
         if forced is not None:
             self.registry.config(forced)
-        metadata = dict(getattr(run_manager, "metadata", None) or {})
-        run_id = metadata.get("tierflow_run_id")
-        info = CallInfo(private=self.is_private(messages, bool(metadata.get("tierflow_private"))),
+        context = RunContext.from_metadata(getattr(run_manager, "metadata", None))
+        run_id = context.run_id
+        info = CallInfo(private=self.is_private(messages, context.private),
                         needs_json="response_format" in kwargs, needs_tools="tools" in kwargs,
                         prompt_chars=sum(len(str(m.content)) for m in messages), run_id=run_id, agent=self.agent)
         degraded = self._check_budget(run_id)
@@ -399,8 +400,7 @@ class _CallPlan(BaseModel):
 
 
 def _annotate(message: BaseMessage, decision: RouteDecision) -> None:
-    message.response_metadata["route"] = decision.model_dump()
-    message.response_metadata["tier"] = decision.tier
+    set_route(message, decision.model_dump())
 
 
 def _schema_of(kwargs: dict[str, Any]) -> dict[str, Any] | None:

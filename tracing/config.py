@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from tierflow.runtimes.context import CONTEXT_KEYS
 from tierflow.runtimes.errors import TierflowError
 from tierflow.runtimes.privacy import DEFAULT_PRIVATE_PATTERNS
 
@@ -33,7 +34,7 @@ DEFAULT_SECRET_PATTERNS = (
 # Metadata keys a private run's observations keep (masked as usual): ids, flags, graph position, routing.
 # Every other value of a private run is replaced whole.
 DEFAULT_PRIVATE_RUN_KEYS = (
-    "tierflow_run_id", "user_id", "tierflow_private", "tierflow_version", "thread_id", "is_langchain_root", "tags",
+    *CONTEXT_KEYS, "tierflow_version", "thread_id", "is_langchain_root", "tags",
     "langgraph_node", "langgraph_step", "langgraph_path", "langgraph_triggers", "langgraph_checkpoint_ns",
     "checkpoint_ns", "ls_provider", "ls_model_name", "ls_model_type", "ls_integration", "lc_versions", "tier", "model",
     "rule", "fallback_from", "attempt",

@@ -23,10 +23,10 @@ from uuid import UUID
 from langchain_core.outputs import LLMResult
 from langfuse._client.attributes import LangfuseOtelSpanAttributes
 from langfuse.langchain import CallbackHandler
+from tierflow.runtimes.context import PRIVATE_KEY, RunContext, route_of
 from tierflow.tracing.masking import Masker
 
 ROUTE_KEYS = ("tier", "rule", "fallback_from", "attempt")
-PRIVATE_RUN_KEY = "tierflow_private"  # graphs.runner puts the run's private flag in its config metadata
 START_EVENTS = ("on_chain_start", "on_chat_model_start", "on_llm_start", "on_tool_start", "on_retriever_start")
 END_EVENTS = ("on_chain_end", "on_chain_error", "on_llm_end", "on_llm_error", "on_tool_end", "on_tool_error",
               "on_retriever_end", "on_retriever_error")
@@ -72,11 +72,12 @@ class TierflowCallbackHandler(CallbackHandler):
 
     def _trace_metadata(self, metadata: dict[str, Any] | None) -> dict[str, Any]:
         meta = dict(metadata or {})
-        run_id = meta.get("tierflow_run_id") or meta.get("thread_id")
+        context = RunContext.from_metadata(meta)
+        run_id = context.run_id or meta.get("thread_id")
         if run_id and "langfuse_session_id" not in meta:
             meta["langfuse_session_id"] = str(run_id)
-        if meta.get("user_id") and "langfuse_user_id" not in meta:
-            meta["langfuse_user_id"] = str(meta["user_id"])
+        if context.user_id and "langfuse_user_id" not in meta:
+            meta["langfuse_user_id"] = context.user_id
         meta["langfuse_tags"] = sorted(set(meta.get("langfuse_tags") or []) | set(self.tags))
         if self.release:
             meta.setdefault("tierflow_version", self.release)
@@ -139,7 +140,7 @@ class TierflowCallbackHandler(CallbackHandler):
         if root is None:
             metadata = kwargs.get("metadata")
             inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
-            private = (isinstance(metadata, Mapping) and metadata.get(PRIVATE_RUN_KEY) is True) or (
+            private = (isinstance(metadata, Mapping) and metadata.get(PRIVATE_KEY) is True) or (
                 event == "on_chain_start" and isinstance(inputs, Mapping) and self.masker.is_private(inputs))
             if not private:
                 return False
@@ -169,7 +170,7 @@ class TierflowCallbackHandler(CallbackHandler):
                             parent_run_id: UUID | None = None, **kwargs: Any) -> Any:
         super().on_chat_model_start(serialized, messages, run_id=run_id, parent_run_id=parent_run_id, **kwargs)
         params = kwargs.get("invocation_params") or {}
-        tier = (kwargs.get("metadata") or {}).get("tierflow_tier") or params.get("tier")
+        tier = RunContext.from_metadata(kwargs.get("metadata")).tier or params.get("tier")
         generation = self._runs.get(run_id)
         if generation is not None and tier:
             self._tiers[run_id] = str(tier)
@@ -256,9 +257,9 @@ def _route_and_usage(response: LLMResult) -> tuple[dict[str, Any], tuple[int, in
                 meta["tier"] = str(response_meta["tier"])
             if response_meta.get("model_name"):
                 meta["model"] = str(response_meta["model_name"])
-            route = response_meta.get("route")
-            if isinstance(route, Mapping):
-                meta["route"] = dict(route)
+            route = route_of(message)
+            if route is not None:
+                meta["route"] = route
                 meta.update({key: route[key] for key in ROUTE_KEYS if route.get(key) is not None})
             counts = getattr(message, "usage_metadata", None) or {}
             if counts:
