@@ -14,19 +14,22 @@ import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
-from autogen_core import CancellationToken
-from autogen_core.models import (
-    AssistantMessage,
-    ChatCompletionClient,
-    CreateResult,
-    FunctionExecutionResultMessage,
-    LLMMessage,
-    ModelInfo,
-    RequestUsage,
-    SystemMessage,
-    UserMessage,
-)
-from autogen_core.tools import Tool, ToolSchema
+try:
+    from autogen_core import CancellationToken
+    from autogen_core.models import (
+        AssistantMessage,
+        ChatCompletionClient,
+        CreateResult,
+        FunctionExecutionResultMessage,
+        LLMMessage,
+        ModelInfo,
+        RequestUsage,
+        SystemMessage,
+        UserMessage,
+    )
+    from autogen_core.tools import Tool, ToolSchema
+except ImportError as exc:  # an optional extra: nothing else in tierflow needs AutoGen
+    raise ImportError("AutoGen interop needs the autogen extra: pip install 'tierflow[autogen]'") from exc
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.messages import SystemMessage as LCSystemMessage
