@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,8 +19,10 @@ from rich.tree import Tree
 
 from tierflow.console import exit_code, fail
 from tierflow.memory.errors import MemoryLayerError
-from tierflow.memory.store import MemoryStore
-from tierflow.memory.types import Provenance
+
+if TYPE_CHECKING:  # the stores import numpy: `tierflow --help` must not pay for that
+    from tierflow.memory.store import MemoryStore
+    from tierflow.memory.types import Provenance
 
 memory_app = typer.Typer(name="memory", help="inspect and manage what tierflow remembers across runs",
                          no_args_is_help=True, pretty_exceptions_enable=False)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from langchain_core.callbacks import BaseCallbackHandler
 from rich.console import Console
 
 from tierflow import __version__
+
+if TYPE_CHECKING:
+    from langchain_core.callbacks import BaseCallbackHandler
 
 traces_app = typer.Typer(name="traces", help="Review traced runs offline (spans written with --trace-file).",
                          no_args_is_help=True, pretty_exceptions_enable=False)
