@@ -11,6 +11,7 @@ from typing import Annotated
 
 from mcp.server.fastmcp import FastMCP
 from pydantic import Field
+
 from tierflow.mcp_servers.serve import add_serve_arguments, serve_from_args
 from tierflow.tools.grounding import GROUNDED
 from tierflow.tools.native import evaluate, format_number

@@ -14,6 +14,7 @@ import stat
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from mcp.server.fastmcp import FastMCP
+
 from tierflow.mcp_servers.serve import add_serve_arguments, serve_from_args
 from tierflow.runtimes.errors import TierflowError
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from mcp.server.fastmcp import FastMCP
 from mcp.server.transport_security import TransportSecuritySettings
+
 from tierflow.runtimes.errors import TierflowError
 
 TOKEN_ENV = "TIERFLOW_MCP_TOKEN"

@@ -8,9 +8,10 @@ the run executes with the caller's span current, so a traced server's spans join
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.from_thread
@@ -20,7 +21,11 @@ from mcp.server.fastmcp import Context, FastMCP
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from tierflow.graphs.runner import RunResult, check_request
+
+from tierflow.graphs.requests import check_request
+
+if TYPE_CHECKING:  # the runner imports LangGraph: not needed to answer initialize and tools/list
+    from tierflow.graphs.runner import RunResult
 
 ProgressFn = Callable[[float, float | None, str], None]
 ORCHESTRATOR_STEPS = ("classify_intent", "recall", "plan", "execute", "synthesize", "remember")
@@ -87,10 +92,23 @@ def run_summary(result: RunResult) -> dict[str, Any]:
 
 def build_tierflow_server(run_task: RunTask, classify: Callable[[str], Mapping[str, Any]],
                           plan: Callable[[str], Mapping[str, Any]],
-                          catalog: Callable[[], Mapping[str, Any]]) -> FastMCP:
-    """The server; ``catalog()`` returns {"graphs": [...], "intents": [...], "agents": [...]} for the resources."""
+                          catalog: Callable[[], Mapping[str, Any]],
+                          warm: Callable[[], None] | None = None) -> FastMCP:
+    """The server; ``catalog()`` returns {"graphs": [...], "intents": [...], "agents": [...]} for the resources.
+
+    ``warm()``, when given, is called as the server starts serving; it must return at once (start loading in the
+    background) and the other callables must wait for what it loads, so the handshake never waits for models.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastMCP) -> AsyncIterator[None]:
+        if warm is not None:
+            warm()
+        yield
+
     server = FastMCP("tierflow", instructions="tierflow multi-agent orchestration: run_task answers a request "
-                     "end to end; classify_intent and plan_task show the first steps of a run.", log_level="WARNING")
+                     "end to end; classify_intent and plan_task show the first steps of a run.", log_level="WARNING",
+                     lifespan=lifespan)
     # One run at a time: in-process model runtimes are not safe to share between concurrent runs.
     runs = anyio.CapacityLimiter(1)
     run_fn, classify_fn, plan_fn = run_task, classify, plan  # the tools below reuse these names

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tierflow.tools.mcp.config import McpServerConfig
 
 from tests.paths import missing_server
+from tierflow.tools.mcp.config import McpServerConfig
 
 REPO = Path(__file__).resolve().parent.parent
 INSPECTOR_DIR = Path(os.environ.get("TIERFLOW_MCP_INSPECTOR_DIR", Path.home() / ".cache/tierflow/mcp-inspector"))

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 from mcp import types
+
+from tests.fixtures_mcp import REPO, free_port, raw_server, wait_http
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.plan import Subtask
 from tierflow.agents.worker import WorkerAgent
 from tierflow.tools.errors import ToolInputError, UnknownToolError
@@ -30,9 +33,6 @@ from tierflow.tools.mcp.client import (
 from tierflow.tools.mcp.config import McpServerConfig
 from tierflow.tools.policy import ROLE_METADATA_KEY, ToolNotAllowedError, allowed_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.fixtures_mcp import REPO, free_port, raw_server, wait_http
-from tests.scripted import ScriptedChatModel
 
 pytestmark = pytest.mark.server
 

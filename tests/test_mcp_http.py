@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 from langchain_mcp_adapters.client import MultiServerMCPClient
+
+from tests.fixtures_mcp import REPO, HttpServerFactory
 from tierflow.mcp_servers.calculator import build_calculator_server
 from tierflow.mcp_servers.serve import ServeError, http_app, is_loopback
 from tierflow.tools.mcp.client import McpClient, McpConnectionError
 from tierflow.tools.mcp.config import McpServerConfig
-
-from tests.fixtures_mcp import REPO, HttpServerFactory
 
 pytestmark = pytest.mark.server
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
+
+from tests.fixtures_mcp import stdio_server
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.intent import IntentResult
 from tierflow.agents.synthesizer import Synthesizer
@@ -22,9 +25,6 @@ from tierflow.tools.errors import ToolInputError
 from tierflow.tools.mcp.client import McpClient, McpToolError
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.fixtures_mcp import stdio_server
-from tests.scripted import ScriptedChatModel
 
 
 @pytest.fixture

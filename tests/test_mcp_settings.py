@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tierflow.agents.intent import IntentResult
 
 from tests.fixtures_mcp import REPO
+from tierflow.agents.intent import IntentResult
 from tierflow.app import build_deps
 from tierflow.settings import SettingsError, load_settings
 

@@ -1,6 +1,7 @@
 """Native tools: exact arithmetic with bounded inputs."""
 
 import pytest
+
 from tierflow.tools.errors import ToolInputError, UnknownToolError
 from tierflow.tools.native import calculator, evaluate, native_tools, word_count
 from tierflow.tools.registry import ToolRegistry

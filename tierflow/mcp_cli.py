@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,17 +15,42 @@ SERVERS = ("tierflow", "notes", "calculator")
 
 
 class LazyTierflow:
-    """Settings → agents → orchestrator, built on first use so a client's handshake is not kept waiting.
+    """Settings → agents → orchestrator, built in the background once serving starts, so a handshake never waits.
 
-    When tracing is configured (settings or ``LANGFUSE_*``), each ``run_task`` is traced; the server runs it
-    inside the caller's trace context, so its spans join the caller's trace. Spans are flushed after each run.
+    :meth:`warm` starts the build on a thread when the server starts serving; every tool call waits for it (or
+    builds, if it failed, and reports the error). When tracing is configured (settings or ``LANGFUSE_*``), each
+    ``run_task`` is traced; the server runs it inside the caller's trace context, so its spans join the caller's
+    trace. Spans are flushed after each run.
     """
 
     def __init__(self, config: Path | None) -> None:
         self.config = config
         self._lock = threading.Lock()
         self._built: tuple[Any, Any, Any] | None = None
+        self._warming: threading.Thread | None = None
+        self._warm_once = threading.Lock()  # (the build lock is held for the whole build; warm() must not wait)
         self.tracing: Any = None
+
+    def warm(self) -> None:
+        """Start building settings, models and tiers on a background thread (once); returns at once."""
+        with self._warm_once:
+            if self._warming is not None:  # an HTTP server starts serving once per session
+                return
+            self._warming = threading.Thread(target=self._warm, name="tierflow-mcp-warm", daemon=True)
+        # One line on stderr (an MCP host's log), also the mark a module-import log is split at: what was imported
+        # before it is what serving needed (tests/test_mcp_serve_startup.py).
+        print("tierflow MCP server: serving; loading models in the background", file=sys.stderr, flush=True)
+        self._warming.start()
+
+    def _warm(self) -> None:
+        started = time.monotonic()
+        try:
+            self.parts()
+        except Exception as exc:  # the tool calls build again and report it to the caller
+            print(f"tierflow MCP server: loading failed ({type(exc).__name__}: {exc}); tool calls will retry",
+                  file=sys.stderr, flush=True)
+            return
+        print(f"tierflow MCP server: ready ({time.monotonic() - started:.1f} s to load)", file=sys.stderr, flush=True)
 
     def parts(self) -> tuple[Any, Any, Any]:
         with self._lock:
@@ -87,7 +114,7 @@ def build_server(name: str, config: Path | None = None, root: Path | None = None
         from tierflow.mcp_servers.tierflow_server import build_tierflow_server
 
         lazy = LazyTierflow(config)
-        return build_tierflow_server(lazy.run_task, lazy.classify, lazy.plan, lazy.catalog)
+        return build_tierflow_server(lazy.run_task, lazy.classify, lazy.plan, lazy.catalog, warm=lazy.warm)
     if name == "notes":
         from tierflow.mcp_servers.notes import build_notes_server
         from tierflow.settings import load_settings
@@ -117,13 +144,11 @@ def serve(
 ) -> None:
     """Serve the MCP server NAME on stdio (for MCP hosts) or, with --http, over streamable HTTP."""
     from tierflow.console import fail, offline_env
-    from tierflow.mcp_servers.serve import ServeError
     from tierflow.mcp_servers.serve import serve as run_server
-    from tierflow.settings import SettingsError
 
     offline_env()
     try:
         server = build_server(name, config, root)
         run_server(server, http=http, host=host, port=port, token=token, allowed_origins=allow_origin)
-    except (ServeError, SettingsError, ValueError) as exc:
+    except ValueError as exc:  # ServeError and SettingsError are ValueErrors (settings are not imported to serve)
         raise fail(str(exc)) from None

@@ -8,6 +8,7 @@ from fractions import Fraction
 
 from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, Field
+
 from tierflow.tools.errors import ToolInputError
 from tierflow.tools.grounding import DISTINCT, GROUNDED
 from tierflow.tools.units import convert, parse_value, unit_name, unit_names

@@ -7,6 +7,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
+
 from tierflow.tools.errors import UnknownToolError
 
 
