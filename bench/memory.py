@@ -123,20 +123,19 @@ def main() -> None:
 def bench_servers(tmp: Path, embedder: Embedder, eps: list[dict], vectors: np.ndarray, queries: np.ndarray,
                   exact: list[list[str]]) -> dict:
     """Neo4j (graph) + Weaviate (vectors), started from the installed caches; skipped with the reason if not."""
-    import pytest
+    from bench.memory_servers import ServerMissing, start_neo4j, start_weaviate
     from tierflow.memory.neo4j_graph import Neo4jGraphStore
     from tierflow.memory.weaviate_vectors import WeaviateVectorStore
 
-    from tests.fixtures_memory import _stop, start_neo4j, start_weaviate
-
     try:
         neo = start_neo4j(tmp / "neo4j")
-    except pytest.skip.Exception as exc:
+    except ServerMissing as exc:
         return {"backend": "neo4j+weaviate", "skipped": str(exc)}
     try:
+        (tmp / "weaviate").mkdir()
         try:
-            wv = start_weaviate(tmp / "weaviate" / "data") if (tmp / "weaviate").mkdir() is None else None
-        except pytest.skip.Exception as exc:
+            wv = start_weaviate(tmp / "weaviate" / "data")
+        except ServerMissing as exc:
             return {"backend": "neo4j+weaviate", "skipped": str(exc)}
         try:
             store = MemoryStore(WeaviateVectorStore(wv.url, grpc_port=wv.grpc_port, timeout_s=60),
@@ -144,7 +143,7 @@ def bench_servers(tmp: Path, embedder: Embedder, eps: list[dict], vectors: np.nd
             with store:
                 return bench_store("neo4j+weaviate", store, eps, vectors, queries, exact)
         finally:
-            _stop(wv.proc, group=True)
+            wv.stop()
     finally:
         neo.stop()
 

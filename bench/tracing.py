@@ -1,8 +1,8 @@
 """Overhead of tracing on a 100-node run with scripted models: tracing on vs. off, measured in the same run.
 
 Prints one JSON object. Target: tracing adds at most 10% wall time. "on" exports through the real
-Langfuse SDK to a local OTLP receiver running in its own process (as a Langfuse server would), so the
-receiver's decoding does not count against the run. Three figures per latency:
+Langfuse SDK to a local OTLP receiver (bench/otlp_receiver.py) running in its own process (as a Langfuse server
+would), so the receiver's decoding does not count against the run. Three figures per latency:
 
 * ``run``: wall time until ``run_request`` returns; the SDK exports in its background thread (its
   design), and the benchmark flushes between runs, outside the timing, so no export overlaps a run.
@@ -25,32 +25,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from langchain_core.messages import HumanMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
-from tierflow.graphs.runner import run_request
-from tierflow.tracing import Tracing, open_tracing
 from typing_extensions import TypedDict
 
-from tests.scripted import ScriptedChatModel
+from tierflow.graphs.runner import run_request
+from tierflow.tracing import Tracing, open_tracing
 
-ROOT = Path(__file__).resolve().parent.parent
-
-# The receiver process: tests' OTLP receiver on a free port; prints its settings, then the span count
-# whenever a line arrives on stdin, and exits at EOF.
-RECEIVER = """
-import json, sys
-from tests.fixtures_tracing import OtlpReceiver, _handler, _Server
-receiver = OtlpReceiver(); server = _Server(_handler(receiver)); receiver.base_url = server.url
-print(json.dumps(receiver.settings(flush_timeout_s=30)), flush=True)
-for _ in sys.stdin:
-    with receiver.lock:
-        print(len(receiver.spans), flush=True)
-server.stop()
-"""
+RECEIVER = Path(__file__).resolve().parent / "otlp_receiver.py"
 
 
 class State(TypedDict, total=False):
@@ -60,18 +46,36 @@ class State(TypedDict, total=False):
     step: int
 
 
-class SlowScriptedModel(ScriptedChatModel):
-    """The scripted model, taking ``latency_s`` per call like a real model would."""
+class FixedLatencyModel(BaseChatModel):
+    """A scripted model (the one fake DESIGN.md allows in benchmarks): ``reply N`` after ``latency_s``.
+
+    Its replies carry a tier, a model name and token usage like a real tier's, so the tracing handler does the
+    same work per generation (tier, model, cost) as on a real run.
+    """
 
     latency_s: float = 0.0
+    calls: int = 0
 
-    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": "scripted", "tier": "scripted"}
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
         if self.latency_s:
             time.sleep(self.latency_s)
-        return super()._generate(messages, stop, run_manager, **kwargs)
+        self.calls += 1
+        reply = AIMessage(f"reply {self.calls}", usage_metadata={"input_tokens": 10, "output_tokens": 5,
+                                                                  "total_tokens": 15},
+                          response_metadata={"tier": "scripted", "model_name": "scripted"})
+        return ChatResult(generations=[ChatGeneration(message=reply)])
 
 
-def build(nodes: int, model: ScriptedChatModel) -> Any:
+def build(nodes: int, model: BaseChatModel) -> Any:
     """A chain of ``nodes`` nodes, each making one model call (as an agent step would)."""
 
     def step(state: State, config: RunnableConfig) -> State:
@@ -91,8 +95,7 @@ def build(nodes: int, model: ScriptedChatModel) -> Any:
 
 def once(nodes: int, latency_s: float, tracing: Tracing | None) -> tuple[float, float]:
     """(run wall time, run + flush wall time) of one run on a fresh graph."""
-    model = SlowScriptedModel(responses=[], script=[f"reply {i}" for i in range(nodes)], latency_s=latency_s)
-    graph = build(nodes, model)
+    graph = build(nodes, FixedLatencyModel(latency_s=latency_s))
     started = time.perf_counter()
     callbacks = [tracing.handler(costs={"scripted": (0.1, 0.2)})] if tracing else []
     run_request(graph, "benchmark request", run_id=f"bench-{time.time_ns()}", callbacks=callbacks,
@@ -126,8 +129,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--model-latency-ms", type=float, nargs="+", default=[0.0, 5.0])
     args = parser.parse_args()
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], cwd=ROOT, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen([sys.executable, str(RECEIVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
     assert receiver.stdin is not None and receiver.stdout is not None
     try:
         tracing = open_tracing(json.loads(receiver.stdout.readline()), env={})

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
 from tierflow.evals.errors import DatasetError
 
 OUT_OF_SCOPE = "oos"

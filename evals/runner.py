@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from tierflow.evals.datasets import EvalItem
 from tierflow.evals.errors import EvalError
 from tierflow.evals.scorers import Scorer, score_item

@@ -3,6 +3,7 @@
 A scorer returns ``{metric: value}`` for the items it applies to and ``{}`` for the others, so an
 aggregate is the mean over the items that carry the metric (``oos_recall`` is the mean over
 out-of-scope items only). Quality metrics lie in [0, 1]; an item passes when all of them are 1.
+The answer scorers below are registered with the core registry; benchmarks register their own scorers there.
 """
 
 from __future__ import annotations
@@ -10,32 +11,14 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
-from tierflow.evals.bfcl import score_bfcl_ast, score_bfcl_ast_errors
+
 from tierflow.evals.datasets import OUT_OF_SCOPE, EvalItem
 from tierflow.evals.errors import SuiteError
-from tierflow.evals.nestful import score_plan, score_plan_counts
-
-Output = Mapping[str, Any]
-ScoreFn = Callable[[EvalItem, Output], dict[str, float]]
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """A named metric function; ``quality`` metrics decide pass/fail, the others (latency, tokens) only report."""
-
-    name: str
-    fn: ScoreFn
-    quality: bool = True
-    # Names of the metrics a report-only scorer emits, so gates never read them as higher-is-better.
-    metrics: tuple[str, ...] = ()
-
-    def __call__(self, item: EvalItem, output: Output) -> dict[str, float]:
-        return self.fn(item, output)
+from tierflow.evals.registry import REGISTRY, Output, Scorer
 
 
 def predicted_label(output: Output) -> str:
@@ -128,28 +111,21 @@ def score_usage(item: EvalItem, output: Output) -> dict[str, float]:
     return scores
 
 
-BUILTIN: dict[str, Scorer] = {
-    "intent": Scorer("intent", score_intent),
-    "contains": Scorer("contains", score_contains),
-    "regex": Scorer("regex", score_regex),
-    "json_schema": Scorer("json_schema", score_json_schema),
-    "tool_calls": Scorer("tool_calls", score_tool_calls),
-    "usage": Scorer("usage", score_usage, quality=False),
-    "bfcl_ast": Scorer("bfcl_ast", score_bfcl_ast),
-    "bfcl_ast_errors": Scorer("bfcl_ast_errors", score_bfcl_ast_errors, quality=False,
-                              metrics=("call_parsed", "args_missing", "args_extra", "args_wrong")),
-    "plan": Scorer("plan", score_plan),
-    "plan_counts": Scorer("plan_counts", score_plan_counts, quality=False,
-                          metrics=("plan_calls", "plan_gold_calls", "plan_valid")),
-}
+REGISTRY.add_scorer("intent", score_intent)
+REGISTRY.add_scorer("contains", score_contains)
+REGISTRY.add_scorer("regex", score_regex)
+REGISTRY.add_scorer("json_schema", score_json_schema)
+REGISTRY.add_scorer("tool_calls", score_tool_calls)
+REGISTRY.add_scorer("usage", score_usage, quality=False)
 
 
 def resolve_scorer(name: str) -> Scorer:
-    """A built-in scorer by name, or ``package.module:function`` returning a float or a dict of metrics."""
-    if name in BUILTIN:
-        return BUILTIN[name]
+    """A registered scorer by name, or ``package.module:function`` returning a float or a dict of metrics."""
+    registered = REGISTRY.scorers()
+    if name in registered:
+        return registered[name]
     if ":" not in name:
-        raise SuiteError(f"unknown scorer {name!r}; built-in: {', '.join(BUILTIN)}, or package.module:function")
+        raise SuiteError(f"unknown scorer {name!r}; built-in: {', '.join(registered)}, or package.module:function")
     module_name, _, attr = name.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)

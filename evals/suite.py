@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import fnmatch
-import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from tierflow.evals.datasets import EvalItem, load_clinc150, load_jsonl
 from tierflow.evals.errors import DatasetError, SuiteError
+from tierflow.evals.registry import REGISTRY, DatasetEntry, TaskEntry
 from tierflow.evals.scorers import Scorer, resolve_scorer
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-log = logging.getLogger("tierflow.evals")
 
-
+# The names a suite file may use; what each stands for (loader, task, the fields it reads) is in the registry,
+# where the core registers jsonl, clinc150, intent and run below and each benchmark registers its own.
 DatasetKind = Literal["jsonl", "clinc150", "bfcl", "nestful"]
-# Fields that only some dataset kinds read; giving one to another kind is a mistake worth an error.
-_DATASET_FIELDS: dict[str, set[str]] = {"split": {"clinc150"}, "per_label": {"clinc150"}, "category": {"bfcl"},
-                                        "collection": {"nestful"}, "distractors": {"nestful"},
-                                        "skip_invalid": {"nestful"}, "ids": {"jsonl"}}
 
 
 class DatasetSpec(BaseModel):
     """Where the items come from; a relative ``path`` is relative to the suite file.
 
-    ``jsonl`` and ``clinc150`` read ``path``; ``bfcl`` (``category``) and ``nestful`` (``collection``,
-    ``distractors``: extra tools offered per item, ``skip_invalid``) read their installed packages, or the
-    data folder at ``path`` when given.
+    ``jsonl`` and ``clinc150`` read ``path``; the benchmarks ``bfcl`` (``category``) and ``nestful``
+    (``collection``, ``distractors``: extra tools offered per item, ``skip_invalid``) read their installed
+    packages, or the data folder at ``path`` when given. A field another kind reads is an error.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -48,48 +46,53 @@ class DatasetSpec(BaseModel):
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> DatasetSpec:
-        if self.kind in ("jsonl", "clinc150") and self.path is None:
+        if REGISTRY.dataset(self.kind).needs_path and self.path is None:
             raise ValueError(f"a {self.kind} dataset needs a path")
-        for name in sorted(self.model_fields_set & set(_DATASET_FIELDS)):
-            if self.kind not in _DATASET_FIELDS[name]:
-                raise ValueError(f"dataset.{name} applies to kind {' or '.join(sorted(_DATASET_FIELDS[name]))}, "
+        owners = _owners(REGISTRY.datasets().values())
+        for name in sorted(self.model_fields_set & set(owners)):
+            if self.kind not in owners[name]:
+                raise ValueError(f"dataset.{name} applies to kind {' or '.join(sorted(owners[name]))}, "
                                  f"not {self.kind}")
         return self
 
     def load(self, seed: int = 0) -> list[EvalItem]:
-        """The items; ``seed`` picks NESTFUL's distractor tools (same seed, same tools)."""
-        if self.kind == "clinc150":
-            assert self.path is not None
-            return load_clinc150(self.path, self.split, self.per_label, self.limit)
-        if self.kind == "bfcl":
-            from tierflow.evals.bfcl import load_bfcl
+        """The items, by the loader registered for ``kind``; ``seed`` picks NESTFUL's distractor tools."""
+        return REGISTRY.dataset(self.kind).load(self, seed)
 
-            return load_bfcl(self.category, self.path, self.limit)
-        if self.kind == "nestful":
-            from tierflow.evals.nestful import load_nestful
 
-            skipped: list[DatasetError] = []
-            items = load_nestful(self.collection, self.path, self.limit, self.distractors, seed,
-                                 self.skip_invalid, skipped)
-            for error in skipped:
-                log.warning("skipped a bad NESTFUL row: %s", error)
-            return items
-        assert self.path is not None
-        if not self.ids:
-            return load_jsonl(self.path, self.limit)
-        items = [i for i in load_jsonl(self.path) if any(fnmatch.fnmatchcase(i.id, p) for p in self.ids)]
-        unmatched = [p for p in self.ids if not any(fnmatch.fnmatchcase(i.id, p) for i in items)]
-        if unmatched:
-            raise DatasetError(f"dataset.ids {unmatched} match no item of {self.path}")
-        return items[: self.limit] if self.limit else items
+def _owners(entries: Iterable[DatasetEntry | TaskEntry]) -> dict[str, set[str]]:
+    """Which kinds read each kind-specific field: giving one to another kind is a mistake worth an error."""
+    owners: dict[str, set[str]] = {}
+    for entry in entries:
+        for name in entry.fields:
+            owners.setdefault(name, set()).add(entry.name)
+    return owners
 
+
+def _load_jsonl(spec: DatasetSpec, seed: int) -> list[EvalItem]:
+    """A JSONL file, or the items whose id matches one of ``spec.ids`` (every pattern must match one)."""
+    assert spec.path is not None
+    if not spec.ids:
+        return load_jsonl(spec.path, spec.limit)
+    items = [i for i in load_jsonl(spec.path) if any(fnmatch.fnmatchcase(i.id, p) for p in spec.ids)]
+    unmatched = [p for p in spec.ids if not any(fnmatch.fnmatchcase(i.id, p) for i in items)]
+    if unmatched:
+        raise DatasetError(f"dataset.ids {unmatched} match no item of {spec.path}")
+    return items[: spec.limit] if spec.limit else items
+
+
+def _load_clinc150(spec: DatasetSpec, seed: int) -> list[EvalItem]:
+    assert spec.path is not None
+    return load_clinc150(spec.path, spec.split, spec.per_label, spec.limit)
+
+
+REGISTRY.add_dataset("jsonl", _load_jsonl, fields={"ids"}, needs_path=True)
+REGISTRY.add_dataset("clinc150", _load_clinc150, fields={"split", "per_label"}, needs_path=True)
 
 TaskKind = Literal["intent", "run", "function_call", "plan"]
-# Which dataset kinds each task can score; tier-driven tasks read the tiers from ``config``.
-TASK_DATASETS: dict[str, set[str]] = {"intent": {"jsonl", "clinc150"}, "run": {"jsonl"},
-                                      "function_call": {"bfcl"}, "plan": {"nestful"}}
-_TASK_FIELDS: dict[str, set[str]] = {"model": {"intent"}, "config": {"run", "function_call", "plan"},
-                                     "max_tokens": {"function_call", "plan"}, "max_calls": {"plan"}}
+# The CLI builds these two itself (a classifier; a whole graph); tier-driven tasks read the tiers from ``config``.
+REGISTRY.add_task("intent", datasets={"jsonl", "clinc150"}, fields={"model"})
+REGISTRY.add_task("run", datasets={"jsonl"}, fields={"config"})
 
 
 class TaskSpec(BaseModel):
@@ -108,9 +111,10 @@ class TaskSpec(BaseModel):
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> TaskSpec:
-        for name in sorted(self.model_fields_set & set(_TASK_FIELDS)):
-            if getattr(self, name) is not None and self.kind not in _TASK_FIELDS[name]:
-                raise ValueError(f"task.{name} applies to kind {' or '.join(sorted(_TASK_FIELDS[name]))}, "
+        owners = _owners(REGISTRY.tasks().values())
+        for name in sorted(self.model_fields_set & set(owners)):
+            if getattr(self, name) is not None and self.kind not in owners[name]:
+                raise ValueError(f"task.{name} applies to kind {' or '.join(sorted(owners[name]))}, "
                                  f"not {self.kind}")
         return self
 
@@ -154,7 +158,7 @@ class Suite(BaseModel):
 
     @model_validator(mode="after")
     def _task_fits_dataset(self) -> Suite:
-        allowed = TASK_DATASETS[self.task.kind]
+        allowed = REGISTRY.task(self.task.kind).datasets
         if self.dataset.kind not in allowed:
             raise ValueError(f"a {self.task.kind} task needs a {' or '.join(sorted(allowed))} dataset, "
                              f"not {self.dataset.kind}")

@@ -9,14 +9,17 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from threading import Lock
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langgraph.graph.state import CompiledStateGraph
+
 from tierflow.agents.intent import IntentClassifier
 from tierflow.evals.datasets import EvalItem
-from tierflow.evals.suite import Cell
+
+if TYPE_CHECKING:  # benchmarks import this module, and the suite reaches them through the registry
+    from tierflow.evals.suite import Cell
 
 
 class Task(Protocol):
@@ -45,11 +48,10 @@ def extra_callbacks() -> list[BaseCallbackHandler]:
 
 def usage_of(calls: Sequence[Any], costs: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
     """``model_calls`` (dicts) and their ``cost`` from recorded :class:`tierflow.runtimes.accounting.ModelCall`s."""
+    from tierflow.runtimes.cost import call_cost
+
     dumped = [c.model_dump() if hasattr(c, "model_dump") else dict(c) for c in calls]
-    cost = 0.0
-    for c in dumped:
-        price_in, price_out = costs.get(c["tier"], (0.0, 0.0))
-        cost += c["input_tokens"] / 1000 * price_in + c["output_tokens"] / 1000 * price_out
+    cost = sum((call_cost(costs.get(c["tier"]), c["input_tokens"], c["output_tokens"]).total for c in dumped), 0.0)
     return {"model_calls": dumped, "cost": cost}
 
 
@@ -103,7 +105,7 @@ class IntentTask:
                 "latency_ms": (time.perf_counter() - t0) * 1000}
 
 
-GraphFactory = Callable[[Cell], CompiledStateGraph]
+GraphFactory = Callable[["Cell"], CompiledStateGraph]
 
 
 class RunTask:

@@ -1,116 +1,42 @@
 """Memory servers for tests: Neo4j 5.26 (Bolt on 127.0.0.1) and Weaviate (in a private network namespace).
 
-Both start once per session on free ports with throwaway data folders, from what infra/setup.d/40-neo4j.sh
-and 50-weaviate.sh installed under ~/.cache/tierflow. A test that needs one that is not installed or cannot
-start here is skipped with the reason; the embedded backend never needs either.
+Both start once per session on free ports with throwaway data folders, through bench/memory_servers.py (shared
+with bench/memory.py, which must not import tests). A test that needs one that is not installed or cannot start
+here is skipped with the reason; the embedded backend never needs either.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+
+from bench import memory_servers
+from bench.memory_servers import Neo4jServer, ServerMissing, WeaviateServer, free_port
+from tests.paths import missing_server
 from tierflow.memory.embeddings import Embedder
 
-from tests.paths import missing_server
-
-CACHE = Path(os.environ.get("TIERFLOW_CACHE", Path.home() / ".cache" / "tierflow"))
-NEO4J_VERSION = "5.26.30"
-WEAVIATE_VERSION = "v1.38.8"
-NEO4J_LIB = CACHE / "neo4j" / NEO4J_VERSION / "lib"
-WEAVIATE_BIN = CACHE / "weaviate" / WEAVIATE_VERSION / "weaviate-server"
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen[bytes], group: bool = False) -> None:
-    if proc.poll() is None:
-        if group:
-            os.killpg(proc.pid, signal.SIGTERM)
-        else:
-            proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
-            proc.wait(timeout=10)
-
-
-@dataclass
-class Neo4jServer:
-    """A running Neo4j; ``kill()`` stops it hard (SIGKILL) and ``start()`` brings it back on the same data."""
-
-    home: Path
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"bolt://127.0.0.1:{self.port}"
-
-    def start(self, timeout_s: float = 240) -> None:
-        from neo4j import GraphDatabase
-        from neo4j.exceptions import DriverError
-
-        log = (self.home / "console.log").open("ab")
-        self.proc = subprocess.Popen(
-            ["java", "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp",
-             f"{NEO4J_LIB}/*", "org.neo4j.server.CommunityEntryPoint", f"--home-dir={self.home}",
-             f"--config-dir={self.home / 'conf'}"], stdout=log, stderr=subprocess.STDOUT, cwd=self.home)
-        log.close()  # the child keeps its own descriptor
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Neo4j exited: {(self.home / 'console.log').read_text()[-2000:]}")
-            try:
-                with GraphDatabase.driver(self.url, auth=None, connection_timeout=2) as driver:
-                    driver.verify_connectivity()
-                return
-            except (DriverError, OSError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"Neo4j did not start in {timeout_s:.0f} s") from None
-                time.sleep(1)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
+_free_port = free_port  # the name tests/test_memory_orchestrator.py imports
 
 
 def start_neo4j(home: Path) -> Neo4jServer:
-    """Neo4j with auth and HTTP off and Bolt on a free 127.0.0.1 port; data under ``home``."""
-    if not (NEO4J_LIB.is_dir() and any(NEO4J_LIB.glob("neo4j-server-*.jar"))) or not shutil.which("java"):
-        missing_server(f"Neo4j {NEO4J_VERSION} is not installed in {NEO4J_LIB} (run infra/setup.d/40-neo4j.sh)")
-    (home / "conf").mkdir(parents=True, exist_ok=True)
-    server = Neo4jServer(home, _free_port())
-    (home / "conf" / "neo4j.conf").write_text("\n".join([
-        "dbms.security.auth_enabled=false", "server.http.enabled=false", "server.https.enabled=false",
-        "server.bolt.enabled=true", f"server.bolt.listen_address=127.0.0.1:{server.port}",
-        "server.default_listen_address=127.0.0.1", f"server.directories.data={home / 'data'}",
-        f"server.directories.logs={home / 'logs'}", "server.memory.pagecache.size=64m",
-        "db.tx_log.rotation.retention_policy=1 files", "dbms.usage_report.enabled=false", ""]))
-    server.start()
-    return server
+    """Neo4j with Bolt on a free 127.0.0.1 port and data under ``home``; skips the test when not installed."""
+    try:
+        return memory_servers.start_neo4j(home)
+    except ServerMissing as exc:
+        missing_server(str(exc))
+        raise  # not reached: missing_server skips or fails the test
+
+
+def start_weaviate(data: Path, timeout_s: float = 120) -> WeaviateServer:
+    """Weaviate reachable only through 127.0.0.1 on this host; skips the test when not installed."""
+    try:
+        return memory_servers.start_weaviate(data, timeout_s)
+    except ServerMissing as exc:
+        missing_server(str(exc))
+        raise  # not reached: missing_server skips or fails the test
 
 
 @pytest.fixture(scope="session")
@@ -123,57 +49,6 @@ def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServ
         server.stop()
 
 
-@dataclass
-class WeaviateServer:
-    """A running Weaviate: REST at ``url`` and gRPC on ``grpc_port``, both only on this host's 127.0.0.1."""
-
-    url: str
-    grpc_port: int
-    proc: subprocess.Popen[bytes]
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-
-def start_weaviate(data: Path, timeout_s: float = 120) -> WeaviateServer:
-    """Weaviate (anonymous access, no modules) inside ``unshare -rn`` behind loopback relays."""
-    if not WEAVIATE_BIN.is_file():
-        missing_server(f"Weaviate {WEAVIATE_VERSION} is not installed at {WEAVIATE_BIN} "
-                    "(run infra/setup.d/50-weaviate.sh)")
-    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
-    if probe.returncode != 0:
-        missing_server(f"cannot create a private network namespace for Weaviate: {probe.stderr.decode().strip()}")
-    http_port, grpc_port = _free_port(), _free_port()
-    env = {**os.environ, "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true", "PERSISTENCE_DATA_PATH": str(data),
-           "DEFAULT_VECTORIZER_MODULE": "none", "ENABLE_MODULES": "", "CLUSTER_HOSTNAME": "node1",
-           "CLUSTER_ADVERTISE_ADDR": "127.0.0.1", "GRPC_PORT": str(grpc_port), "DISABLE_TELEMETRY": "true",
-           "LOG_LEVEL": "warning", "QUERY_DEFAULTS_LIMIT": "25", "GOMAXPROCS": "2", "LIMIT_RESOURCES": "true"}
-    log = (data.parent / f"{data.name}.log").open("ab")
-    sock_dir = data.parent / f"{data.name}.sockets"
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "infra" / "weaviate" / "netns.py"), "--sock-dir", str(sock_dir),
-         f"--port={http_port}", f"--port={grpc_port}", "--", str(WEAVIATE_BIN), "--host", "0.0.0.0",
-         "--port", str(http_port), "--scheme", "http"], env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    log.close()
-    url = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"Weaviate exited: {(data.parent / f'{data.name}.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/v1/.well-known/ready", timeout=2).status_code == 200:
-                return WeaviateServer(url, grpc_port, proc)
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            _stop(proc, group=True)
-            raise RuntimeError(f"Weaviate did not start in {timeout_s:.0f} s")
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="session")
 def weaviate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeaviateServer]:
     """A session-wide Weaviate reachable only through 127.0.0.1 on this host."""
@@ -181,7 +56,7 @@ def weaviate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weavia
     try:
         yield server
     finally:
-        _stop(server.proc, group=True)
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from tierflow.evals.bfcl import FunctionCallTask, load_bfcl, match_call, parse_call, render_call
+
+from tests.scripted import ScriptedChatModel
+from tierflow.evals.benchmarks.bfcl import FunctionCallTask, load_bfcl, match_call, parse_call, render_call
 from tierflow.evals.datasets import EvalItem
 from tierflow.evals.errors import DatasetError
 from tierflow.evals.runner import run_suite
 from tierflow.evals.scorers import resolve_scorer, score_item
 from tierflow.evals.suite import DatasetSpec, Suite, TaskSpec
-
-from tests.scripted import ScriptedChatModel
 
 AREA = {"calculate_triangle_area": {"base": [10], "height": [5], "unit": ["units", ""]}}
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+
+from tests.paths import CLINC150 as CLINC
 from tierflow.evals.datasets import load_clinc150, load_jsonl
 from tierflow.evals.errors import DatasetError, SuiteError
 from tierflow.evals.suite import load_suite
-
-from tests.paths import CLINC150 as CLINC
 
 
 def write(path: Path, *lines: str) -> Path:

@@ -9,16 +9,16 @@ import json
 from pathlib import Path
 
 import pytest
-from tierflow.evals.bfcl import FunctionCallTask, load_bfcl
+from typer.testing import CliRunner
+
+from tierflow.cli import app
+from tierflow.evals.benchmarks.bfcl import FunctionCallTask, load_bfcl
 from tierflow.evals.datasets import EvalItem
 from tierflow.evals.experiment import LangfuseExperiment
 from tierflow.evals.runner import run_suite
 from tierflow.evals.suite import DatasetSpec, Matrix, Suite, TaskSpec
 from tierflow.evals.tasks import RunTask
 from tierflow.tracing import open_tracing
-from typer.testing import CliRunner
-
-from tierflow.cli import app
 
 
 def bfcl_suite() -> Suite:

@@ -8,15 +8,15 @@ import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from tierflow.cli import app
 from tierflow.evals.datasets import EvalItem
 from tierflow.evals.errors import BaselineError
 from tierflow.evals.gate import compare, load_baseline
 from tierflow.evals.report import summarize, write_reports
 from tierflow.evals.runner import run_suite
 from tierflow.evals.suite import Cell, DatasetSpec, Suite, TaskSpec
-from typer.testing import CliRunner
-
-from tierflow.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "evals" / "baselines" / "intents-small.json"

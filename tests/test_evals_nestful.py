@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+
+from tests.scripted import ScriptedChatModel
+from tierflow.evals.benchmarks.nestful import PlanTask, load_nestful, match_plan, plan_schema
 from tierflow.evals.datasets import EvalItem
 from tierflow.evals.errors import DatasetError
-from tierflow.evals.nestful import PlanTask, load_nestful, match_plan, plan_schema
 from tierflow.evals.runner import run_suite
 from tierflow.evals.scorers import resolve_scorer, score_item
 from tierflow.evals.suite import DatasetSpec, Suite, TaskSpec
-
-from tests.scripted import ScriptedChatModel
 
 GOLD = [{"name": "search", "arguments": {"query": "London"}, "label": "var1"},
         {"name": "hotels", "arguments": {"geoId": "$var1.geoId$", "checkIn": "2024-08-15"}, "label": "var2"},

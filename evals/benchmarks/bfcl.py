@@ -2,6 +2,7 @@
 
 Only the packaged JSON-lines files are read (``data/BFCL_v*_<category>.json`` and ``data/possible_answer/``);
 none of bfcl-eval's code runs. A model's call string is parsed with :mod:`ast` and never evaluated.
+:func:`register` adds dataset kind ``bfcl``, task kind ``function_call`` and scorers ``bfcl_ast``/``bfcl_ast_errors``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
+
 from tierflow.evals.datasets import EvalItem, _read_text
 from tierflow.evals.errors import DatasetError
+from tierflow.evals.tasks import invoke_structured
 from tierflow.runtimes.errors import TierflowError
+
+if TYPE_CHECKING:  # types only: the registry imports the benchmarks, never the other way round
+    from tierflow.evals.registry import Registry
+    from tierflow.evals.suite import DatasetSpec, TaskSpec
 
 PACKAGE = "bfcl_eval"
 _STRIP = re.compile(r"[ ,./\-_*^]")  # what BFCL's standardize_string drops before comparing strings
@@ -292,8 +299,6 @@ class FunctionCallTask:
         self.models, self.costs, self.max_tokens = models, dict(costs or {}), max_tokens
 
     def __call__(self, item: EvalItem, cell: Any) -> dict[str, Any]:
-        from tierflow.evals.tasks import invoke_structured
-
         bfcl = item.expected.get("bfcl")
         if not isinstance(bfcl, Mapping) or not isinstance(bfcl.get("function"), Mapping):
             raise ValueError(f"item {item.id}: expected.bfcl.function is missing; load items with load_bfcl")
@@ -310,3 +315,23 @@ class FunctionCallTask:
         call = render_call(str(reply.get("name", "")), arguments if isinstance(arguments, Mapping) else {}) \
             if reply else ""
         return {"call": call, "answer": call, "latency_ms": (time.perf_counter() - t0) * 1000, **usage}
+
+
+def load_dataset(spec: DatasetSpec, seed: int = 0) -> list[EvalItem]:
+    """A suite's ``dataset: {kind: bfcl}``: its ``category``, from ``path`` or the installed package."""
+    return load_bfcl(spec.category, spec.path, spec.limit)
+
+
+def build_task(spec: TaskSpec, models: Callable[[Any], BaseChatModel],
+               costs: Mapping[str, tuple[float, float]]) -> FunctionCallTask:
+    """A suite's ``task: {kind: function_call}`` on each cell's model."""
+    return FunctionCallTask(models, costs, max_tokens=spec.max_tokens)
+
+
+def register(registry: Registry) -> None:
+    """Add BFCL's dataset kind, task kind and scorers to the eval registry."""
+    registry.add_dataset("bfcl", load_dataset, fields={"category"})
+    registry.add_task("function_call", datasets={"bfcl"}, fields={"config", "max_tokens"}, build=build_task)
+    registry.add_scorer("bfcl_ast", score_bfcl_ast)
+    registry.add_scorer("bfcl_ast_errors", score_bfcl_ast_errors, quality=False,
+                        metrics=("call_parsed", "args_missing", "args_extra", "args_wrong"))
