@@ -35,6 +35,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.messages import SystemMessage as LCSystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
+
 from tierflow.agents.peer import MAX_POST_CHARS, Post, Vote, board_text, fallback_vote
 from tierflow.runtimes.errors import TierflowError
 from tierflow.runtimes.structured import json_schema_format

@@ -10,6 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
+
 from tierflow.agents.plan import (
     ID_PATTERN,
     MAX_GOAL_CHARS,

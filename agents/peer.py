@@ -13,6 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
+
 from tierflow.agents.plan import Subtask
 from tierflow.agents.worker import WorkerAgent, WorkerResult
 from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
@@ -42,6 +43,17 @@ class Vote(BaseModel):
     choice: str
     source: Literal["model", "fallback"] = "model"
     reason: str | None = None
+
+
+class PeerDecision(BaseModel):
+    """What the peers decided: the winning proposal, the round, the final tally and the rule that decided."""
+
+    winner: str | None = Field(description="the winning proposal's author; None when nobody proposed anything")
+    text: str = Field(description="the winning proposal")
+    round: int
+    votes: dict[str, int] = Field(default_factory=dict, description="votes per proposal author, in peer order")
+    rule: str = Field(description="majority, plurality, a tie rule, or why there is no winner")
+    fallback_votes: int = Field(0, description="votes the deterministic fallback cast")
 
 
 @runtime_checkable

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from tierflow.runtimes.errors import TierflowError
 
 Pattern = Literal["sequential", "parallel", "hierarchical", "peer"]

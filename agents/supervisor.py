@@ -13,6 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
+
 from tierflow.agents.plan import Subtask
 from tierflow.agents.worker import MAX_PRIOR_RESULT_CHARS, WorkerResult
 from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS

@@ -8,6 +8,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
+
 from tierflow.agents.worker import MAX_PRIOR_RESULT_CHARS, WorkerResult
 from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS
 

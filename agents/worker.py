@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
+
 from tierflow.agents.plan import Subtask
 from tierflow.agents.roles import DEFAULT_ROLES, Role
 from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS, StructuredOutputError
@@ -50,6 +51,66 @@ class WorkerResult(BaseModel):
         return not self.output.strip()
 
 
+class CallTool(BaseModel):
+    """The model's decision to call ``tool`` with ``args`` (one step of the tool loop)."""
+
+    action: Literal["call_tool"] = "call_tool"
+    tool: str = ""
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tool", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> str:
+        return str(value)  # a name that is no allowed tool is refused by the loop, not by parsing
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args(cls, value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}  # the tool then reports what is missing
+
+    @staticmethod
+    def branch(tool: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+        """The JSON schema of a call to ``tool`` with these argument properties (one branch of action_schema)."""
+        return {
+            "type": "object",
+            "properties": {"action": {"const": "call_tool"}, "tool": {"const": tool},
+                           "args": {"type": "object", "properties": properties, "required": required}},
+            "required": ["action", "tool", "args"],
+        }
+
+
+class Finish(BaseModel):
+    """The model's decision to end the subtask with ``answer``."""
+
+    action: Literal["finish"] = "finish"
+    answer: str = ""
+
+    @field_validator("answer", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return str(value)
+
+    @staticmethod
+    def branch() -> dict[str, Any]:
+        """The JSON schema of a finish (the last branch of action_schema)."""
+        return {"type": "object", "properties": {"action": {"const": "finish"}, "answer": {"type": "string"}},
+                "required": ["action", "answer"]}
+
+
+# What a worker step decides, told apart by its ``action`` field.
+WorkerAction = Annotated[CallTool | Finish, Field(discriminator="action")]
+_ACTION = TypeAdapter(WorkerAction)
+
+
+def parse_action(raw: dict[str, Any]) -> CallTool | Finish:
+    """A decoded action as its typed form; anything but a tool call counts as a finish (small models drift).
+
+    Fields are coerced the lenient way the loop has always read them: a non-dict ``args`` becomes ``{}``, a
+    non-string answer its text.
+    """
+    return _ACTION.validate_python({**raw, "action": "call_tool" if raw.get("action") == "call_tool" else "finish"})
+
+
 def action_schema(registry: ToolRegistry, tool_names: Sequence[str],
                   context_numbers: Sequence[str] | None = None, context_text: str = "") -> dict[str, Any]:
     """One branch per allowed tool (its own argument schema) plus a ``finish`` branch.
@@ -70,16 +131,9 @@ def action_schema(registry: ToolRegistry, tool_names: Sequence[str],
         else:
             args = _without_grounding(args)
         # grounding may split a tool's arguments into alternatives (distinct units): one branch each
-        for alternative in args.get("anyOf") or [args]:
-            branches.append({
-                "type": "object",
-                "properties": {"action": {"const": "call_tool"}, "tool": {"const": tool.name},
-                               "args": {"type": "object", "properties": alternative.get("properties", {}),
-                                        "required": alternative.get("required", [])}},
-                "required": ["action", "tool", "args"],
-            })
-    branches.append({"type": "object", "properties": {"action": {"const": "finish"}, "answer": {"type": "string"}},
-                     "required": ["action", "answer"]})
+        branches += [CallTool.branch(tool.name, alternative.get("properties", {}), alternative.get("required", []))
+                     for alternative in args.get("anyOf") or [args]]
+    branches.append(Finish.branch())
     return {"anyOf": branches}
 
 
@@ -136,7 +190,7 @@ class WorkerAgent:
         schema = action_schema(self.tools, subtask.tools, base_numbers, context_text)
         for step in range(1, self.max_steps + 1):
             try:
-                action = invoke_json(self.model, messages, schema, config, name="action")
+                action = parse_action(invoke_json(self.model, messages, schema, config, name="action"))
             except RUN_ENDING_ERRORS:
                 raise
             except (StructuredOutputError, *MODEL_CALL_ERRORS) as exc:
@@ -144,10 +198,9 @@ class WorkerAgent:
                     raise
                 # The tool's answer is the truth the run has; a later bad reply must not throw it away.
                 return end(step, "tool_result", "", f"{type(exc).__name__}: {exc}")
-            if action.get("action") != "call_tool":
-                return end(step, "finished", str(action.get("answer", "")).strip())
-            name = str(action.get("tool", ""))
-            args = action.get("args") if isinstance(action.get("args"), dict) else {}
+            if isinstance(action, Finish):
+                return end(step, "finished", action.answer.strip())
+            name, args = action.tool, action.args
             key = json.dumps([name, args], sort_keys=True)
             if key in seen_calls:
                 return end(step, "repeated_call")
@@ -157,7 +210,7 @@ class WorkerAgent:
             # A tool declared private (metadata {"private": True}) marks its result so the tier router
             # keeps every later call of this loop on tiers cleared for private data.
             private = bool(name in self.tools and (self.tools.get(name).metadata or {}).get("private"))
-            messages = [*messages, AIMessage(json.dumps(action)),
+            messages = [*messages, AIMessage(json.dumps(action.model_dump())),
                         HumanMessage(f"Tool {name} {'failed' if record.error else 'returned'}: {record.output}\n"
                                      + ("Fix the call, or finish." if record.error else
                                         f'If that answers the task, reply {{"action": "finish", "answer": ...}} '

@@ -30,6 +30,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+
 from tierflow.agents.peer import LLMPeer
 from tierflow.agents.supervisor import Supervisor
 from tierflow.agents.worker import WorkerAgent

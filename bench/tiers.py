@@ -25,6 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
+
 from tierflow.runtimes.config import TierConfig
 from tierflow.runtimes.mobile import shipped_model_path
 from tierflow.runtimes.registry import TierRegistry

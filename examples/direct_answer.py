@@ -9,6 +9,7 @@ from typing import TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+
 from tierflow.graphs.loader import GraphContext
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
+
 from tierflow.graphs.orchestrator import OrchestratorDeps
 from tierflow.runtimes.errors import TierflowError
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import interrupt
+
 from tierflow.agents.answer_shape import shape_answer
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.intent import IntentClassifier
@@ -19,8 +20,8 @@ from tierflow.agents.synthesizer import Synthesizer
 from tierflow.agents.worker import WorkerAgent, WorkerResult
 from tierflow.graphs.patterns import PATTERN_BUILDERS
 from tierflow.graphs.patterns.peer import DECISION_ID
-from tierflow.graphs.state import RunState
-from tierflow.memory.base import Memory
+from tierflow.graphs.state import RunState, from_state, to_state
+from tierflow.memory.base import Episode, Memory
 from tierflow.memory.errors import MemoryLayerError
 from tierflow.runtimes.context import RunContext
 from tierflow.tools.grounding import ungrounded
@@ -64,7 +65,7 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
         route = "out_of_scope" if (result.out_of_scope or low) and deps.out_of_scope == "answer" else "in_scope"
         notes = [f"intent {result.label} ({result.confidence:.2f}) is out of scope or below "
                  f"{deps.min_confidence}; escalated"] if (result.out_of_scope or low) and route == "in_scope" else []
-        return {"intent": result.model_dump(), "route": route, "notes": notes}
+        return {"intent": to_state(result), "route": route, "notes": notes}
 
     def out_of_scope(state: RunState) -> RunState:
         intent = state["intent"]
@@ -93,7 +94,7 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
         if pattern not in teams:
             notes.append(f"pattern {pattern!r} is not available; ran sequential")
             pattern = "sequential"
-        return {"plan": result.model_dump(), "pattern": pattern, "notes": notes}
+        return {"plan": to_state(result), "pattern": pattern, "notes": notes}
 
     def confirm_plan(state: RunState) -> RunState:
         if not deps.confirm_plan:  # read at run time: a resumed run waiting here turns it on
@@ -110,15 +111,15 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
 
     def execute(state: RunState, config: RunnableConfig) -> RunState:
         config = keep_private(config, state)
-        ordered = topological_order(Plan.model_validate(state["plan"]))
+        ordered = topological_order(from_state(Plan, state["plan"]))
         team_input = {"request": state["request"], "memories": state.get("memories", []),
-                      "subtasks": [s.model_dump() for s in ordered], "results": []}
+                      "subtasks": [to_state(s) for s in ordered], "results": []}
         output = teams[state["pattern"]].invoke(team_input, config)
         return {"results": output.get("results", [])}
 
     def synthesize(state: RunState, config: RunnableConfig) -> RunState:
         config = keep_private(config, state)
-        results = [WorkerResult.model_validate(r) for r in state.get("results", [])]
+        results = [from_state(WorkerResult, r) for r in state.get("results", [])]
         notes = [f"subtask {r.subtask_id}: {note}" for r in results for note in r.notes]
         errors = [f"subtask {r.subtask_id} ({r.role}) failed: {r.error or 'it produced no output'}"
                   for r in results if r.failed]
@@ -151,8 +152,8 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
         if deps.memory is None:  # no backend configured: nothing to write
             return {}
         run_id = str((config.get("configurable") or {}).get("thread_id", ""))
-        episode: dict[str, Any] = {"run_id": run_id, **{k: state.get(k) for k in
-                                   ("request", "intent", "plan", "pattern", "results", "answer")}}
+        episode = Episode(run_id=run_id, request=state["request"], intent=state.get("intent"), plan=state.get("plan"),
+                          pattern=state.get("pattern"), results=state.get("results"), answer=state.get("answer"))
         if state.get("private"):  # remembered with its data class, so recalling it keeps it private
             episode["private"] = True
         try:

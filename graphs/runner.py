@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 # Re-exported: the checks live in a module that imports nothing heavy, so the CLI rejects bad input at once.
+from tierflow.graphs.events import EventSink, InterruptEvent, NodeEvent, TokenEvent
 from tierflow.graphs.requests import MAX_REQUEST_CHARS, RequestError, RunNotFoundError, check_request  # noqa: F401
 from tierflow.runtimes.accounting import ModelCall, ModelCallRecorder
 from tierflow.runtimes.context import RunContext
@@ -119,10 +120,6 @@ def forget_checkpoints(checkpointer: BaseCheckpointSaver, user_id: str, run_id: 
     return len(threads)
 
 
-# A stream event as ``tierflow run --stream`` prints it: {"type": "node"|"token"|"interrupt", ...}.
-EventSink = Callable[[dict[str, Any]], None]
-
-
 def run_request(graph: CompiledStateGraph, request: str, *, run_id: str | None = None, user_id: str = "local",
                 callbacks: Sequence[BaseCallbackHandler] = (), recursion_limit: int = 100,
                 on_event: EventSink | None = None, private: bool = False) -> RunResult:
@@ -133,7 +130,7 @@ def run_request(graph: CompiledStateGraph, request: str, *, run_id: str | None =
     A run that interrupts for a human comes back with ``status='waiting'``; continue it with resume_run. A run
     that produced nothing usable, or ended on a run-wide error (a budget with ``on_exceed = "raise"``), comes
     back ``failed`` with ``errors`` saying why; it never raises for those.
-    ``on_event`` receives node updates and model tokens as they happen.
+    ``on_event`` receives node updates, model tokens and questions (graphs.events) as they happen.
     """
     text = check_request(request)
     run_id = run_id or uuid.uuid4().hex
@@ -158,18 +155,16 @@ def resume_run(graph: CompiledStateGraph, run_id: str, *, answer: str | None = N
     if not waiting and answer is not None:
         raise RunNotFoundError(f"run {run_id} is not waiting for an answer")
     user_id = str(snapshot.values.get("user_id", "local"))
-    finished = not waiting and not snapshot.next
+    finished = not waiting and not snapshot.next  # nothing left to run: the result is the one the run ended with
     command = Command(resume=answer) if waiting else None
-    result = _drive(graph, command, run_id, user_id, callbacks, recursion_limit, on_event,
-                    bool(snapshot.values.get("private")))
-    if finished:  # nothing was left to run: the result is the one the run ended with
-        result.already_finished = True
-    return result
+    return _drive(graph, command, run_id, user_id, callbacks, recursion_limit, on_event,
+                  bool(snapshot.values.get("private")), finished)
 
 
 def _drive(graph: CompiledStateGraph, graph_input: Any, run_id: str, user_id: str,
            callbacks: Sequence[BaseCallbackHandler], recursion_limit: int, on_event: EventSink | None,
-           private: bool = False) -> RunResult:
+           private: bool = False, already_finished: bool = False) -> RunResult:
+    """The one execution path of a run and of its resumes: invoke or stream, then build the RunResult."""
     recorder = ModelCallRecorder()
     config = {"configurable": {"thread_id": run_id}, "callbacks": [recorder, *callbacks],
               "recursion_limit": recursion_limit, "run_name": "tierflow.run",
@@ -211,6 +206,7 @@ def _drive(graph: CompiledStateGraph, graph_input: Any, run_id: str, user_id: st
         status=status,
         errors=list(dict.fromkeys(errors)),
         interrupt={"id": interrupts[0].id, **_as_dict(interrupts[0].value)} if interrupts else None,
+        already_finished=already_finished,
     )
 
 
@@ -243,14 +239,13 @@ def _streamed(graph: CompiledStateGraph, graph_input: Any, config: dict[str, Any
             for node, update in (data or {}).items():
                 if node == "__interrupt__":
                     for item in update:
-                        on_event({"type": "interrupt", "graph": path, **_as_dict(item.value)})
+                        on_event(InterruptEvent(graph=path, value=_as_dict(item.value)))
                     state["__interrupt__"] = update
                 else:
-                    keys = sorted(update) if isinstance(update, dict) else []
-                    on_event({"type": "node", "graph": path, "node": node, "keys": keys})
+                    on_event(NodeEvent(graph=path, node=node, keys=sorted(update) if isinstance(update, dict) else []))
         elif mode == "messages":
             chunk, meta = data
             text = getattr(chunk, "text", "") or ""
             if text:
-                on_event({"type": "token", "graph": path, "node": meta.get("langgraph_node", ""), "text": text})
+                on_event(TokenEvent(graph=path, node=meta.get("langgraph_node", ""), text=text))
     return state

@@ -7,7 +7,22 @@ readable and portable across versions.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from collections.abc import Mapping
+from typing import Annotated, Any, TypedDict, TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def to_state(model: BaseModel) -> dict[str, Any]:
+    """``model`` as the plain dict graph state holds: the one way models enter state, so checkpoints stay JSON."""
+    return model.model_dump()
+
+
+def from_state(model_type: type[M], value: Mapping[str, Any] | M) -> M:
+    """A state value (a checkpointed dict) read back as ``model_type``, validated; the inverse of to_state."""
+    return model_type.model_validate(value)
 
 
 class RunState(TypedDict, total=False):

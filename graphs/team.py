@@ -14,11 +14,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, Field, ValidationError
+
 from tierflow.agents.plan import Plan, PlanError, Subtask, find_cycle
 from tierflow.agents.worker import WorkerResult
 from tierflow.graphs.patterns import PATTERN_BUILDERS
 from tierflow.graphs.patterns.common import TeamError
 from tierflow.graphs.patterns.peer import DECISION_ID
+from tierflow.graphs.state import from_state, to_state
 
 
 class TeamResult(BaseModel):
@@ -90,14 +92,14 @@ class Team:
             thread_id = thread_id or uuid.uuid4().hex
             config["configurable"] = {**config.get("configurable", {}), "thread_id": thread_id}
         state = graph.invoke({"request": request.strip(), "memories": list(memories),
-                              "subtasks": [s.model_dump() for s in parsed], "results": []}, config)
+                              "subtasks": [to_state(s) for s in parsed], "results": []}, config)
         return team_result(state, thread_id)
 
 
 def team_result(state: Mapping[str, Any], thread_id: str | None = None) -> TeamResult:
     """A TeamResult from a team graph's final (or interrupted) state."""
     interrupts = state.get("__interrupt__") or []
-    return TeamResult(results=[WorkerResult.model_validate(r) for r in state.get("results", [])],
+    return TeamResult(results=[from_state(WorkerResult, r) for r in state.get("results", [])],
                       decisions=state.get("decisions", []), decision=state.get("decision"),
                       board=state.get("board", []), thread_id=thread_id,
                       interrupt={"value": interrupts[0].value, "id": interrupts[0].id} if interrupts else None)
@@ -119,8 +121,8 @@ class TeamAgent:
         inner = [s.model_copy(update={"goal": s.goal.replace("{goal}", subtask.goal)}) for s in self.subtasks]
         context = [*memories, *(f"Result of {k}: {v}" for k, v in (prior or {}).items())]
         state = self.team.graph.invoke({"request": f"{request}\nTeam task: {subtask.goal}", "memories": context,
-                                        "subtasks": [s.model_dump() for s in inner], "results": []}, config)
-        results = [WorkerResult.model_validate(r) for r in state.get("results", [])]
+                                        "subtasks": [to_state(s) for s in inner], "results": []}, config)
+        results = [from_state(WorkerResult, r) for r in state.get("results", [])]
         decided = [r for r in results if r.subtask_id == DECISION_ID]
         shown = decided or results
         output = "\n".join(r.output for r in shown if r.output)

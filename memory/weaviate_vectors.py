@@ -13,13 +13,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 import weaviate
-from tierflow.memory.errors import MemoryBackendUnavailable, MemoryLayerError
-from tierflow.memory.types import MemoryHit, MemoryItem, Namespace, RecallFilters
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 from weaviate.classes.data import DataObject
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
+
+from tierflow.memory.errors import MemoryBackendUnavailable, MemoryLayerError
+from tierflow.memory.types import MemoryHit, MemoryItem, Namespace, RecallFilters
 
 T = TypeVar("T")
 COLLECTION = "TierflowMemory"

@@ -11,6 +11,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 from pydantic import BaseModel
+
 from tierflow.runtimes.context import RunContext
 
 

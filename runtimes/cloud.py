@@ -15,8 +15,10 @@ from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import Field
+
 from tierflow.runtimes.config import TierConfig
 from tierflow.runtimes.errors import TierTimeoutError
+from tierflow.runtimes.schema import json_object_format
 
 # The absolute deadline (time.monotonic) of the tier call in flight on this context; read by the transport.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("tierflow_cloud_deadline", default=None)
@@ -44,11 +46,11 @@ class CloudChatModel(ChatOpenAI):
         # Servers such as llama.cpp's take a schema under ``json_object``; send it in that form when
         # the tier is declared so, otherwise pass OpenAI's ``json_schema`` through untouched.
         fmt = kwargs.get("response_format")
-        if self.json_mode == "json_object" and isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-            schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        wire = json_object_format(fmt) if self.json_mode == "json_object" and fmt is not None else fmt
+        if wire is not fmt:
             kwargs = {k: v for k, v in kwargs.items() if k != "response_format"}
             payload = super()._get_request_payload(input_, stop=stop, **kwargs)
-            payload["response_format"] = {"type": "json_object", "schema": schema}
+            payload["response_format"] = wire
             return payload
         return super()._get_request_payload(input_, stop=stop, **kwargs)
 

@@ -65,6 +65,10 @@ class TierConfig(BaseModel):
             raise ValueError(f"max_tokens ({self.max_tokens}) must be smaller than n_ctx ({self.n_ctx})")
         return self
 
+    def cleared_for(self, private: bool) -> bool:
+        """Whether this tier may see a call's data: public data goes anywhere, private only where declared."""
+        return not private or "private" in self.data_classes
+
 
 def default_threads() -> int:
     """Threads of the in-process tiers: two on a machine with two or more cores (more oversubscribes llama.cpp)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class TierflowError(Exception):
     """Root of every error tierflow raises on purpose; the CLI catches it once and prints one line.
@@ -23,13 +25,15 @@ class TierConfigError(RuntimeLayerError, ValueError):
 class UnknownTierError(RuntimeLayerError, KeyError):
     """A call named a tier that settings do not declare."""
 
-    def __init__(self, tier: str, known: list[str]) -> None:
+    def __init__(self, tier: str, known: list[str], who: str | None = None) -> None:
         super().__init__(tier)
         self.tier = tier
         self.known = known
+        self.who = who  # the setting that named it (``default_tier``, ``routing.order``), when known
 
     def __str__(self) -> str:
-        return f"unknown tier {self.tier!r}; declared tiers: {', '.join(self.known) or '(none)'}"
+        named = f"{self.who} names unknown tier" if self.who else "unknown tier"
+        return f"{named} {self.tier!r}; declared tiers: {', '.join(self.known) or '(none)'}"
 
 
 class TierUnavailableError(RuntimeLayerError):
@@ -76,12 +80,15 @@ class BudgetExceeded(RuntimeLayerError):
 class NoTierAvailable(RuntimeLayerError):
     """No declared tier may serve a call (privacy, capabilities, context, open circuits, or all failed)."""
 
-    def __init__(self, reasons: dict[str, str], tried: list[str] | None = None) -> None:
+    def __init__(self, reasons: dict[str, str], tried: list[str] | None = None,
+                 errors: Mapping[str, BaseException] | None = None) -> None:
         detail = "; ".join(f"{tier}: {why}" for tier, why in reasons.items()) or "no tiers declared"
         super().__init__(f"no tier can serve this call — {detail}")
         self.reasons = reasons
         # Tiers that were called and failed, in order (empty: none was allowed to take the call).
         self.tried = list(tried or [])
+        # What each tried tier raised (or the schema mismatch that escalated past it), as exception objects.
+        self.errors = dict(errors or {})
 
     @property
     def rule(self) -> str:
@@ -97,6 +104,10 @@ class StructuredOutputError(RuntimeLayerError, ValueError):
         self.tier = tier
         self.reason = reason
         self.raw = raw
+
+
+class SchemaMismatch(StructuredOutputError):
+    """A tier's reply is not JSON that satisfies the call's schema; the router escalates it to a stronger tier."""
 
 
 def _model_call_errors() -> tuple[type[BaseException], ...]:

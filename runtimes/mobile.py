@@ -14,11 +14,11 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
-from tierflow.runtimes.config import TierConfig
-from tierflow.runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError, TierUnavailableError
 
-# Per-message overhead of chat templates (role markers, separators); a deliberate over-estimate.
-_TEMPLATE_TOKENS_PER_MESSAGE = 8
+from tierflow.runtimes.config import TierConfig
+from tierflow.runtimes.cost import chat_prompt_tokens
+from tierflow.runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError, TierUnavailableError
+from tierflow.runtimes.schema import json_object_format
 
 
 def shipped_model_path(name: str = "smollm2-135m") -> Path:
@@ -49,11 +49,8 @@ class MobileChatModel(ChatLlamaCpp):
         return len(self.client.tokenize(text.encode("utf-8"), add_bos=False))
 
     def _prompt_tokens(self, messages: list[BaseMessage]) -> int:
-        total = 0
-        for message in messages:
-            text = message.text if isinstance(message.content, list) else str(message.content)
-            total += len(self.client.tokenize(text.encode("utf-8"), add_bos=False)) + _TEMPLATE_TOKENS_PER_MESSAGE
-        return total
+        texts = (m.text if isinstance(m.content, list) else str(m.content) for m in messages)
+        return chat_prompt_tokens(sum(self.get_num_tokens(text) for text in texts), len(messages))
 
     def _check_fits(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> int:
         n_ctx = self.client.n_ctx()
@@ -155,12 +152,10 @@ class MobileChatModel(ChatLlamaCpp):
 
 
 def _llamacpp_response_format(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Translate OpenAI's ``json_schema`` response format into llama.cpp's grammar-constrained form."""
-    fmt = kwargs.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema") or {}
-        return {**kwargs, "response_format": {"type": "json_object", "schema": schema}}
-    return kwargs
+    """``kwargs`` with any schema-carrying response format in llama.cpp's grammar-constrained form."""
+    if kwargs.get("response_format") is None:
+        return kwargs
+    return {**kwargs, "response_format": json_object_format(kwargs["response_format"])}
 
 
 def build_mobile(name: str, config: TierConfig) -> MobileChatModel:

@@ -1,15 +1,20 @@
-"""The tier registry: builds each declared tier's chat model once and hands it to callers by name."""
+"""The tier registry: builds each declared tier's chat model once and hands it to callers by name.
+
+It is also the one place that answers questions about tier names: whether a name is declared, the order the
+router tries tiers in (so which tier serves an agent), and whether the tiers a run starts on load and fit.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
+
 from tierflow.runtimes.cloud import build_cloud
 from tierflow.runtimes.config import TierConfig
 from tierflow.runtimes.errors import ContextLengthExceeded, RuntimeLayerError, TierUnavailableError, UnknownTierError
@@ -34,7 +39,7 @@ class TierRegistry:
             raise UnknownTierError(default_tier, [])
         self._tiers = dict(tiers)
         if default_tier not in self._tiers:
-            raise UnknownTierError(default_tier, sorted(self._tiers))
+            raise UnknownTierError(default_tier, sorted(self._tiers), who="default_tier")
         self.default_tier = default_tier
         self._models: dict[str, BaseChatModel] = {}
         self._tokenizers: dict[str, Any] = {}
@@ -51,6 +56,34 @@ class TierRegistry:
             return self._tiers[name]
         except KeyError:
             raise UnknownTierError(name, self.names) from None
+
+    def validate(self, names: Iterable[str | None], who: str | None = None) -> list[str]:
+        """``names`` (None: the default tier) once each, in order; an undeclared one raises UnknownTierError.
+
+        ``who`` names the setting the names come from, so the error says where to fix it.
+        """
+        wanted = list(dict.fromkeys(name or self.default_tier for name in names))
+        for name in wanted:
+            if name not in self._tiers:
+                raise UnknownTierError(name, self.names, who=who)
+        return wanted
+
+    def tier_order(self, order: Sequence[str] = (), first: Iterable[str | None] = ()) -> list[str]:
+        """Every tier in the order the router tries them: ``order`` (or the default tier, then by strength), the
+        rest by strength; each name in ``first`` (an agent's own tier, then a forced one) is moved to the head."""
+        names = self.names
+        base = list(order) or sorted(names, key=lambda n: (n != self.default_tier, self._tiers[n].strength, n))
+        base += [n for n in sorted(names, key=lambda n: self._tiers[n].strength) if n not in base]
+        for head in first:
+            if head:
+                base = [head, *[n for n in base if n != head]]
+        return base
+
+    def serving_tier(self, order: Sequence[str] = (), preferred: str | None = None, *, private: bool = False) -> str:
+        """The tier a call starts on while every tier is healthy: the head of :meth:`tier_order` that may see the
+        data. With no tier cleared for private data it is the head anyway: the router refuses the call itself."""
+        ranked = self.tier_order(order, [preferred])
+        return next((n for n in ranked if self._tiers[n].cleared_for(private)), ranked[0])
 
     def chat_model(self, name: str | None = None) -> BaseChatModel:
         """The chat model serving tier ``name``, built on first use."""
@@ -99,6 +132,7 @@ class TierRegistry:
         if found is not None:
             return found
         from llama_cpp import _internals, llama_cpp
+
         from tierflow.runtimes.mobile import shipped_model_path
 
         path = config.model_path or str(shipped_model_path(config.shipped))
@@ -111,9 +145,18 @@ class TierRegistry:
         with self._lock:
             return self._tokenizers.setdefault(name, made)
 
-    def ensure_fits(self, text: str, names: Iterable[str]) -> None:
+    def ensure_usable(self, names: Iterable[str | None] | None = None) -> None:
+        """Fail at start, not mid-run, when a tier in ``names`` (default: every declared tier) cannot load or be
+        reached; the error names each broken tier with what ``tierflow doctor`` would say."""
+        wanted = self.names if names is None else self.validate(names)
+        broken = {h.tier: h.detail for h in (self.check(name) for name in wanted) if not h.usable}
+        if broken:
+            raise TierUnavailableError(", ".join(sorted(broken)), "; ".join(f"{t}: {d}" for t, d in broken.items())
+                                       + " (see `tierflow doctor`)")
+
+    def ensure_fits(self, text: str, names: Iterable[str | None]) -> None:
         """Raise ContextLengthExceeded unless ``text`` leaves room for an answer on every tier in ``names``."""
-        for name in sorted(set(names)):
+        for name in sorted(self.validate(names)):
             config = self.config(name)
             tokens = self.count_tokens(name, text)
             limit = config.n_ctx - config.max_tokens

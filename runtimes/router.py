@@ -18,6 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import jsonschema
@@ -26,16 +27,20 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
 from tierflow.runtimes.context import ROUTE_KEY, RunContext, set_route
+from tierflow.runtimes.cost import call_cost, chat_prompt_tokens, tier_price
 from tierflow.runtimes.errors import (
     MODEL_CALL_ERRORS,
     BudgetExceeded,
     ContextLengthExceeded,
     NoTierAvailable,
+    SchemaMismatch,
     TierConfigError,
 )
 from tierflow.runtimes.privacy import DEFAULT_PRIVATE_PATTERNS
 from tierflow.runtimes.registry import TierRegistry
+from tierflow.runtimes.schema import schema_of
 
 PRIVATE_FLAG = "private"
 
@@ -91,12 +96,13 @@ class CallInfo(BaseModel):
 PolicyFn = Callable[[CallInfo, list[str]], Sequence[str]]
 
 
+@dataclass
 class _Circuit:
     """Per-tier breaker: opens after N consecutive failures, half-opens after the cool-down."""
 
-    def __init__(self) -> None:
-        self.failures = 0
-        self.opened_at: float | None = None
+    failures: int = 0
+    opened_at: float | None = None
+    last_error: BaseException | None = None  # what the latest failure raised, kept as the exception itself
 
     def state(self, cooldown_s: float, now: float) -> str:
         if self.opened_at is None:
@@ -104,16 +110,38 @@ class _Circuit:
         return "half_open" if now - self.opened_at >= cooldown_s else "open"
 
 
+@dataclass
 class _Ledger:
     """Usage of one run so far."""
 
-    def __init__(self) -> None:
-        self.tokens = 0
-        self.cost = 0.0
-        self.started = time.monotonic()
+    tokens: int = 0
+    cost: float = 0.0
+    started: float = field(default_factory=time.monotonic)
 
     def usage(self) -> dict[str, float]:
         return {"tokens": self.tokens, "cost": round(self.cost, 6), "wall_s": round(time.monotonic() - self.started, 3)}
+
+
+# Ledgers kept at most; old runs' ledgers are dropped first.
+_MAX_LEDGERS = 1024
+
+
+@dataclass
+class RouterState:
+    """What a router shares with its :meth:`TierRouter.for_agent` views: tier circuits, run ledgers, and the
+    privacy patterns and policy function compiled once from the policy; ``lock`` guards circuits and ledgers."""
+
+    patterns: list[re.Pattern[str]]
+    policy_fn: PolicyFn | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    circuits: dict[str, _Circuit] = field(default_factory=dict)
+    ledgers: OrderedDict[str, _Ledger] = field(default_factory=OrderedDict)
+
+    @classmethod
+    def from_policy(cls, policy: RoutingPolicy) -> RouterState:
+        """Fresh state for ``policy``; a bad pattern or policy function fails here, at construction."""
+        return cls(patterns=[re.compile(p) for p in policy.private_patterns],
+                   policy_fn=_load_policy_fn(policy.policy_fn))
 
 
 class TierRouter(BaseChatModel):
@@ -130,7 +158,7 @@ class TierRouter(BaseChatModel):
     tier: str = "router"
     clock: Callable[[], float] = Field(default=time.monotonic, exclude=True,
                                        description="time source of circuit cool-downs")
-    _state: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _state: RouterState | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -140,12 +168,17 @@ class TierRouter(BaseChatModel):
         # Checked after pydantic's validation so configuration errors keep their own types.
         if not isinstance(self.registry, TierRegistry):
             raise TypeError("TierRouter.registry must be a tierflow.runtimes.registry.TierRegistry")
-        for name in [*self.policy.order, *([self.preferred] if self.preferred else [])]:
-            self.registry.config(name)  # unknown names fail now, not mid-run
-        if not self._state:
-            self._state.update(lock=threading.Lock(), circuits={}, ledgers=OrderedDict(),
-                               patterns=[re.compile(p) for p in self.policy.private_patterns],
-                               policy_fn=_load_policy_fn(self.policy.policy_fn))
+        self.registry.validate(self.policy.order, who="routing.order")  # unknown names fail now, not mid-run
+        if self.preferred:
+            self.registry.validate([self.preferred])
+        if self._state is None:
+            self._state = RouterState.from_policy(self.policy)
+
+    @property
+    def shared_state(self) -> RouterState:
+        """The state this router shares with its per-agent views."""
+        assert self._state is not None  # set in __init__; for_agent copies it
+        return self._state
 
     @property
     def _llm_type(self) -> str:
@@ -154,7 +187,7 @@ class TierRouter(BaseChatModel):
     def for_agent(self, agent: str, preferred: str | None = None) -> TierRouter:
         """A view of this router for one agent kind, preferring ``preferred``; state is shared."""
         if preferred is not None:
-            self.registry.config(preferred)
+            self.registry.validate([preferred])
         clone = self.model_copy(update={"agent": agent, "preferred": preferred})
         clone._state = self._state
         return clone
@@ -169,20 +202,20 @@ class TierRouter(BaseChatModel):
             if message.additional_kwargs.get(PRIVATE_FLAG) or message.response_metadata.get(PRIVATE_FLAG):
                 return True
             text = message.text if isinstance(message.content, list) else str(message.content)
-            if any(p.search(text) for p in self._state["patterns"]):
+            if any(p.search(text) for p in self.shared_state.patterns):
                 return True
         return False
 
     def candidates(self, info: CallInfo, prompt_tokens: Callable[[str], int], max_tokens: int | None,
                    forced: str | None = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
         """Tiers that may serve the call, in the order to try them, each with the rule that put it there."""
-        order = self._order(forced)
+        order = self.tier_order(forced)
         allowed: list[tuple[str, str]] = []
         skipped: dict[str, str] = {}
         now = self.clock()
         for position, name in enumerate(order):
             config = self.registry.config(name)
-            if info.private and "private" not in config.data_classes:
+            if not config.cleared_for(info.private):
                 skipped[name] = "not cleared for private data"
                 continue
             if info.needs_tools and not config.tool_calling:
@@ -201,7 +234,7 @@ class TierRouter(BaseChatModel):
             if not allowed and skipped.get(order[0]) == "not cleared for private data":
                 rule = "privacy"
             allowed.append((name, rule))
-        fn = self._state["policy_fn"]
+        fn = self.shared_state.policy_fn
         if fn is not None and allowed:
             chosen = list(fn(info, [name for name, _ in allowed]))
             by_name = dict(allowed)
@@ -211,25 +244,19 @@ class TierRouter(BaseChatModel):
             allowed = [(name, "policy_fn") for name in chosen]
         return allowed, skipped
 
-    def _order(self, forced: str | None) -> list[str]:
-        names = self.registry.names
-        base = list(self.policy.order) or sorted(names, key=lambda n: (n != self.registry.default_tier,
-                                                                       self.registry.config(n).strength, n))
-        base += [n for n in sorted(names, key=lambda n: self.registry.config(n).strength) if n not in base]
-        for first in (self.preferred, forced):
-            if first:
-                base = [first, *[n for n in base if n != first]]
-        return base
+    def tier_order(self, forced: str | None = None) -> list[str]:
+        """Every tier in the order this router tries them before filtering (see TierRegistry.tier_order)."""
+        return self.registry.tier_order(self.policy.order, (self.preferred, forced))
 
     # ----- generation ---------------------------------------------------------------------------
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         plan = self._plan(messages, run_manager, kwargs)
-        schema = _schema_of(kwargs)
+        schema = schema_of(kwargs.get("response_format"))
         attempt, escalations = 0, 0
         fallback_from: str | None = None
-        failures: dict[str, str] = {}
+        failures: dict[str, BaseException] = {}
         queue = list(plan.candidates)
         while queue:
             name, rule = queue.pop(0)
@@ -237,11 +264,11 @@ class TierRouter(BaseChatModel):
             try:
                 result = self.registry.chat_model(name)._generate(messages, stop=stop, **plan.call_kwargs)
             except ContextLengthExceeded as exc:
-                failures[name] = str(exc)
+                failures[name] = exc
                 continue
             except MODEL_CALL_ERRORS as exc:
-                self._record_failure(name)
-                failures[name] = f"{type(exc).__name__}: {exc}"
+                self._record_failure(name, exc)
+                failures[name] = exc
                 fallback_from, rule = name, "fallback"
                 queue = [(n, "fallback") for n, _ in queue]
                 continue
@@ -254,23 +281,22 @@ class TierRouter(BaseChatModel):
                             if self.registry.config(n).strength > self.registry.config(name).strength]
                 if stronger:
                     escalations += 1
-                    failures[name] = f"output failed its schema: {problem}"
+                    failures[name] = SchemaMismatch(name, problem, message.text)
                     fallback_from = name
                     queue = stronger
                     continue
             decision = RouteDecision(tier=name, rule=rule if not plan.degraded else "budget_degrade",
                                      fallback_from=fallback_from, attempt=attempt,
-                                     reason="; ".join(f"{k}: {v}" for k, v in failures.items()),
-                                     skipped=plan.skipped)
+                                     reason=_reason_text(failures), skipped=plan.skipped)
             _annotate(message, decision)
             return result
-        raise NoTierAvailable({**plan.skipped, **failures}, tried=list(failures))
+        raise _no_tier(plan.skipped, failures)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         # Streaming falls back only before the first token: once text reached the caller it stays.
         plan = self._plan(messages, run_manager, kwargs)
-        failures: dict[str, str] = {}
+        failures: dict[str, BaseException] = {}
         fallback_from: str | None = None
         for attempt, (name, rule) in enumerate(plan.candidates, start=1):
             model = self.registry.chat_model(name)
@@ -278,14 +304,14 @@ class TierRouter(BaseChatModel):
             try:
                 first = next(stream, None)
             except MODEL_CALL_ERRORS as exc:
-                self._record_failure(name)
-                failures[name] = f"{type(exc).__name__}: {exc}"
+                self._record_failure(name, exc)
+                failures[name] = exc
                 fallback_from = name
                 continue
             self._record_success(name)
             decision = RouteDecision(tier=name, rule="fallback" if fallback_from else rule,
                                      fallback_from=fallback_from, attempt=attempt,
-                                     reason="; ".join(f"{k}: {v}" for k, v in failures.items()), skipped=plan.skipped)
+                                     reason=_reason_text(failures), skipped=plan.skipped)
             usage_seen: dict[str, int] = {}
             for chunk in itertools.chain([first] if first is not None else [], stream):  # as they come
                 usage = getattr(chunk.message, "usage_metadata", None)
@@ -297,7 +323,7 @@ class TierRouter(BaseChatModel):
             self._charge(plan.run_id, name, AIMessage(content="", usage_metadata=usage_seen or None))
             yield ChatGenerationChunk(message=closing)
             return
-        raise NoTierAvailable({**plan.skipped, **failures}, tried=list(failures))
+        raise _no_tier(plan.skipped, failures)
 
     # ----- helpers ------------------------------------------------------------------------------
 
@@ -306,7 +332,7 @@ class TierRouter(BaseChatModel):
         kwargs = dict(kwargs)
         forced = kwargs.pop("tier", None)
         if forced is not None:
-            self.registry.config(forced)
+            self.registry.validate([forced])
         context = RunContext.from_metadata(getattr(run_manager, "metadata", None))
         run_id = context.run_id
         info = CallInfo(private=self.is_private(messages, context.private),
@@ -314,8 +340,9 @@ class TierRouter(BaseChatModel):
                         prompt_chars=sum(len(str(m.content)) for m in messages), run_id=run_id, agent=self.agent)
         degraded = self._check_budget(run_id)
         text = "\n".join(str(m.content) for m in messages)
-        candidates, skipped = self.candidates(info, lambda name: self.registry.count_tokens(name, text) + 8 * len(
-            messages), kwargs.get("max_tokens"), forced)
+        candidates, skipped = self.candidates(
+            info, lambda name: chat_prompt_tokens(self.registry.count_tokens(name, text), len(messages)),
+            kwargs.get("max_tokens"), forced)
         if degraded:
             cheapest = min((self._price(n) for n, _ in candidates), default=0.0)
             for name, _ in candidates:
@@ -327,29 +354,30 @@ class TierRouter(BaseChatModel):
         return _CallPlan(candidates=candidates, skipped=skipped, call_kwargs=kwargs, run_id=run_id, degraded=degraded)
 
     def _price(self, name: str) -> float:
-        config = self.registry.config(name)
-        return config.cost_per_1k_input + config.cost_per_1k_output
+        return sum(tier_price(self.registry.config(name)))
 
     def _circuit(self, name: str) -> _Circuit:
-        with self._state["lock"]:
-            return self._state["circuits"].setdefault(name, _Circuit())
+        with self.shared_state.lock:
+            return self.shared_state.circuits.setdefault(name, _Circuit())
 
     def circuit_state(self, name: str) -> str:
         """``closed``, ``open`` or ``half_open`` for tier ``name``."""
         return self._circuit(name).state(self.policy.circuit_cooldown_s, self.clock())
 
-    def _record_failure(self, name: str) -> None:
+    def _record_failure(self, name: str, error: BaseException) -> None:
         circuit = self._circuit(name)
-        with self._state["lock"]:
+        with self.shared_state.lock:
             circuit.failures += 1
+            circuit.last_error = error
             if circuit.failures >= self.policy.circuit_failures or circuit.opened_at is not None:
                 circuit.opened_at = self.clock()
 
     def _record_success(self, name: str) -> None:
         circuit = self._circuit(name)
-        with self._state["lock"]:
+        with self.shared_state.lock:
             circuit.failures = 0
             circuit.opened_at = None
+            circuit.last_error = None
 
     def ledger(self, run_id: str | None) -> dict[str, float]:
         """Usage of run ``run_id`` so far (tokens, cost, wall seconds)."""
@@ -357,11 +385,11 @@ class TierRouter(BaseChatModel):
 
     def _ledger(self, run_id: str | None) -> _Ledger:
         key = run_id or "(no run)"
-        with self._state["lock"]:
-            ledgers: OrderedDict[str, _Ledger] = self._state["ledgers"]
+        with self.shared_state.lock:
+            ledgers = self.shared_state.ledgers
             if key not in ledgers:
                 ledgers[key] = _Ledger()
-                while len(ledgers) > 1024:  # bounded: old runs' ledgers are dropped first
+                while len(ledgers) > _MAX_LEDGERS:
                     ledgers.popitem(last=False)
             return ledgers[key]
 
@@ -369,7 +397,7 @@ class TierRouter(BaseChatModel):
         """False when within budget; True when over it and the policy degrades; raises when it says so."""
         budget = self.policy.budget
         ledger = self._ledger(run_id)
-        with self._state["lock"]:
+        with self.shared_state.lock:
             usage = ledger.usage()
         crossed = next((limit for limit, used, cap in (("tokens", usage["tokens"], budget.max_tokens),
                                                        ("cost", usage["cost"], budget.max_cost),
@@ -383,12 +411,12 @@ class TierRouter(BaseChatModel):
 
     def _charge(self, run_id: str | None, name: str, message: BaseMessage) -> None:
         usage = getattr(message, "usage_metadata", None) or {}
-        config = self.registry.config(name)
         tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+        cost = call_cost(tier_price(self.registry.config(name)), tokens_in, tokens_out).total
         ledger = self._ledger(run_id)
-        with self._state["lock"]:
+        with self.shared_state.lock:
             ledger.tokens += tokens_in + tokens_out
-            ledger.cost += (tokens_in * config.cost_per_1k_input + tokens_out * config.cost_per_1k_output) / 1000
+            ledger.cost += cost
 
 
 class _CallPlan(BaseModel):
@@ -403,13 +431,23 @@ def _annotate(message: BaseMessage, decision: RouteDecision) -> None:
     set_route(message, decision.model_dump())
 
 
-def _schema_of(kwargs: dict[str, Any]) -> dict[str, Any] | None:
-    fmt = kwargs.get("response_format")
-    if not isinstance(fmt, dict):
-        return None
-    if fmt.get("type") == "json_schema":
-        return (fmt.get("json_schema") or {}).get("schema")
-    return fmt.get("schema")
+def _reason(error: BaseException) -> str:
+    """How one tier's failure reads in a route's ``reason`` and in NoTierAvailable."""
+    if isinstance(error, SchemaMismatch):
+        return f"output failed its schema: {error.reason}"
+    if isinstance(error, ContextLengthExceeded):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _reason_text(failures: dict[str, BaseException]) -> str:
+    return "; ".join(f"{name}: {_reason(error)}" for name, error in failures.items())
+
+
+def _no_tier(skipped: dict[str, str], failures: dict[str, BaseException]) -> NoTierAvailable:
+    """The error when no candidate answered: why each was skipped or failed, with the failures' exceptions."""
+    reasons = {**skipped, **{name: _reason(error) for name, error in failures.items()}}
+    return NoTierAvailable(reasons, tried=list(failures), errors=failures)
 
 
 def _schema_problem(message: BaseMessage, schema: dict[str, Any]) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
+
 from tierflow.runtimes.errors import StructuredOutputError
 
 

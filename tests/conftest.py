@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tierflow.runtimes.config import TierConfig, default_tiers
 from tierflow.runtimes.registry import TierRegistry
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tierflow.runtimes.mobile import shipped_model_path
 
 

@@ -56,8 +56,21 @@ def test_run_json_has_the_documented_keys_and_accounts_every_model_call(tmp_path
 def test_run_prints_the_answer_and_a_summary(tmp_path):
     proc = tierflow("run", "Write a two line poem about the sea.", home=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for label in ("intent", "plan", "pattern", "model calls", "run id", "wall time"):
-        assert label in proc.stdout
+    printed, _, table = proc.stdout.rpartition("\n\nintent ")  # the answer, a blank line, then the summary
+    rows = {label: value.strip() for label, _, value in (line.partition("  ") for line in
+                                                          ("intent " + table).splitlines())}
+    assert list(rows) == ["intent", "plan", "pattern", "model calls", "status", "run id", "wall time"]
+    # the summary describes this run: the run id is the checkpointed run, and its answer is what was printed
+    stored = json.loads(tierflow("resume", rows["run id"], "--json", home=tmp_path).stdout)
+    assert stored["already_finished"] and stored["run_id"] == rows["run id"]
+    assert stored["answer"].strip() and " ".join(printed.split()) == " ".join(stored["answer"].split())
+    intent, plan = stored["intent"], stored["plan"]
+    assert intent["label"] == "write" and rows["intent"] == f"{intent['label']} ({intent['confidence']:.2f})"
+    assert rows["plan"] == "template — draft:writer" and plan["source"] == "template"
+    assert (rows["pattern"], rows["status"]) == (stored["pattern"], stored["status"]) == ("sequential", "done")
+    # one model call (the writer's; a single-step template needs no planner or synthesizer), on the tiny tier
+    assert rows["model calls"].startswith("tiny(") and rows["model calls"].count(" tok, ") == 1
+    assert rows["wall time"].endswith(" s") and float(rows["wall time"].removesuffix(" s")) > 0
 
 
 def test_a_user_graph_runs_from_a_module_path(tmp_path):

@@ -3,9 +3,9 @@
 import httpx
 import openai
 import pytest
-from tierflow.agents.decomposer import TaskDecomposer
 
 from tests.scripted import ScriptedChatModel
+from tierflow.agents.decomposer import TaskDecomposer
 
 TOOLS = ["calculator", "word_count"]
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from tierflow.graphs.patterns.parallel import build_parallel
-from tierflow.graphs.runner import RequestError, make_checkpointer, resume_run, run_request
-from tierflow.graphs.team import Team
 
 from tests.test_durable_resume import PLAN, _deps
 from tests.test_patterns_parallel import Member, sub
+from tierflow.graphs.patterns.parallel import build_parallel
+from tierflow.graphs.runner import RequestError, make_checkpointer, resume_run, run_request
+from tierflow.graphs.team import Team
 
 pytestmark = [pytest.mark.postgres, pytest.mark.server]
 

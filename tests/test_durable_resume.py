@@ -18,17 +18,18 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.intent import IntentResult
 from tierflow.agents.synthesizer import Synthesizer
 from tierflow.agents.worker import WorkerAgent
+from tierflow.graphs.events import NodeEvent, RunEvent, TokenEvent
 from tierflow.graphs.loader import GraphContext
 from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
 from tierflow.graphs.runner import RunNotFoundError, resume_run, run_request, sqlite_checkpointer
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.scripted import ScriptedChatModel
 
 REPO = Path(__file__).resolve().parent.parent
 PLAN = {"pattern": "parallel", "subtasks": [
@@ -198,11 +199,14 @@ def test_resuming_an_unknown_run_is_a_clear_error(tmp_path):
 def test_streaming_reports_nodes_of_the_run_and_of_the_team(tmp_path):
     deps = _deps(["done a", "done b", "done c"], ["final"])
     graph = build_orchestrator(deps, sqlite_checkpointer(tmp_path / "cp.sqlite"), forced_pattern="sequential")
-    events: list[dict] = []
+    events: list[RunEvent] = []
     result = run_request(graph, "explain things", on_event=events.append)
     assert result.answer == "final" and result.status == "done"
-    nodes = [(e["graph"], e["node"]) for e in events if e["type"] == "node"]
+    nodes = [(e.graph, e.node) for e in events if isinstance(e, NodeEvent)]
     assert nodes[:3] == [("", "classify_intent"), ("", "recall"), ("", "plan")]
     assert nodes.count(("execute", "work")) == 3 and nodes[-1] == ("", "remember")
-    tokens = "".join(e["text"] for e in events if e["type"] == "token")
+    tokens = "".join(e.text for e in events if isinstance(e, TokenEvent))
     assert "done a" in tokens and "final" in tokens
+    # `tierflow run --stream --json` prints each event as this JSON line
+    assert json.loads(events[0].to_json()) == {"type": "node", "graph": "", "node": "classify_intent",
+                                                "keys": ["intent", "notes", "route"]}

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+
 from tierflow.agents.worker import action_schema
 from tierflow.tools.grounding import (
     claimed_numbers,

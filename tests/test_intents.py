@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.paths import CLINC150 as CLINC
 from tierflow.agents.intent import OUT_OF_SCOPE, IntentClassifier, IntentResult
 from tierflow.agents.intents import DEMO_DATA, DEMO_INTENTS, IntentModelError, load_default_classifier
 from tierflow.agents.intents.data import Example, load_examples
 from tierflow.agents.intents.metrics import choose_threshold, classification_metrics
 from tierflow.agents.intents.model import ENCODER_FILE, HEAD_FILE, TrainedIntentClassifier
 from tierflow.agents.intents.train import TrainConfig, threshold_from_probs, train_classifier
-
-from tests.paths import CLINC150 as CLINC
 
 INTENTS = [
     "alarm",

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from tierflow.agents.intents.data import Example, check_known_labels, check_trainable, load_examples
 from tierflow.agents.intents.errors import IntentDataError, IntentModelError
 from tierflow.agents.intents.model import TrainedIntentClassifier
-from typer.testing import CliRunner
-
 from tierflow.intents_cli import EXIT_DATA_ERROR, EXIT_MODEL_ERROR, intents_app
 
 runner = CliRunner()

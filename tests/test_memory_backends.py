@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tierflow.memory.errors import MemoryInputError, UnknownRunError, UnknownTenantError
 from tierflow.memory.provenance import build_record
 

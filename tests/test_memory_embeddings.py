@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
-from tierflow.memory.embeddings import DIMENSIONS, Embedder, model_path
 
 from tests.conftest import REPO
+from tierflow.memory.embeddings import DIMENSIONS, Embedder, model_path
 
 TEXTS = ["What is 17 times 23?", "Plan a weekend in Lisbon with Maria", "word " * 400, "café ünïcode 東京", ""]
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.fixtures_memory import start_weaviate
+from tests.test_memory_backends import LISBON, ROME
 from tierflow.memory.embedded import SQLiteDB, SQLiteGraphStore
 from tierflow.memory.errors import MemoryBackendUnavailable
 from tierflow.memory.store import MemoryStore
 from tierflow.memory.weaviate_vectors import WeaviateVectorStore
-
-from tests.fixtures_memory import start_weaviate
-from tests.test_memory_backends import LISBON, ROME
 
 pytestmark = [pytest.mark.server, pytest.mark.weaviate, pytest.mark.timeout(300)]
 

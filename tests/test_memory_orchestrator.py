@@ -8,6 +8,9 @@ import subprocess
 import sys
 
 import pytest
+
+from tests.conftest import REPO
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.intent import IntentResult
 from tierflow.agents.synthesizer import Synthesizer
@@ -16,12 +19,9 @@ from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
 from tierflow.graphs.runner import run_request, sqlite_checkpointer
 from tierflow.memory.config import MemoryConfig, open_embedded, open_memory
 from tierflow.memory.errors import MemoryBackendUnavailable
+from tierflow.settings import load_settings
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.conftest import REPO
-from tests.scripted import ScriptedChatModel
-from tierflow.settings import load_settings
 
 pytestmark = pytest.mark.timeout(300)
 PLAN = {"pattern": "sequential", "subtasks": [
@@ -133,6 +133,7 @@ def test_forget_removes_the_users_text_from_memory_and_checkpoints(tmp_path, emb
     from typing import TypedDict
 
     from langgraph.graph import END, START, StateGraph
+
     from tierflow.graphs.runner import run_request, sqlite_checkpointer
 
     class State(TypedDict, total=False):

@@ -3,6 +3,8 @@
 import httpx
 import openai
 import pytest
+
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.intent import IntentResult
 from tierflow.agents.synthesizer import Synthesizer
@@ -11,8 +13,6 @@ from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
 from tierflow.graphs.runner import RequestError, run_request, sqlite_checkpointer
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.scripted import ScriptedChatModel
 
 
 class FixedIntent:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.supervisor import Supervisor
 from tierflow.agents.worker import WorkerAgent
 from tierflow.graphs.team import Team, TeamAgent
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.scripted import ScriptedChatModel
 
 TOOLS = ToolRegistry(native_tools())
 ONE = [{"id": "s1", "goal": "summarise the report", "role": "writer"}]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.intent import IntentResult
 from tierflow.agents.synthesizer import Synthesizer
@@ -11,8 +13,6 @@ from tierflow.graphs.orchestrator import OrchestratorDeps, build_orchestrator
 from tierflow.graphs.runner import run_request
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.scripted import ScriptedChatModel
 
 SUBTASKS = [{"id": "a", "goal": "task a", "role": "researcher", "tools": [], "depends_on": []},
             {"id": "b", "goal": "task b", "role": "writer", "tools": [], "depends_on": ["a"]}]

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
+
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.plan import Subtask
 from tierflow.agents.worker import WorkerAgent, WorkerResult
 from tierflow.graphs.patterns.common import UnknownAgentError
@@ -17,8 +19,6 @@ from tierflow.graphs.patterns.parallel import build_parallel
 from tierflow.graphs.team import Team
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.scripted import ScriptedChatModel
 
 TOOLS = ToolRegistry(native_tools())
 

@@ -10,6 +10,8 @@ from autogen_agentchat.agents import AssistantAgent
 from autogen_core.models import UserMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
+
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.autogen_interop import AutoGenInteropError, AutoGenPeer, TierChatCompletionClient
 from tierflow.agents.peer import LLMPeer
 from tierflow.agents.worker import WorkerAgent
@@ -17,8 +19,6 @@ from tierflow.graphs.patterns.peer import build_peer
 from tierflow.graphs.team import Team
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.scripted import ScriptedChatModel
 
 TASK = [{"id": "t", "goal": "decide", "role": "generalist"}]
 

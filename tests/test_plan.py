@@ -1,6 +1,7 @@
 """Plan validation: the rules every plan must satisfy before any agent runs."""
 
 import pytest
+
 from tierflow.agents.plan import (
     Plan,
     PlanError,

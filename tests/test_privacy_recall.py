@@ -8,6 +8,8 @@ Here the cloud tier is a real OpenAI-compatible server (llama.cpp) preferred ove
 from __future__ import annotations
 
 import pytest
+
+from tests.conftest import cloud_tier
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.intent import IntentResult
 from tierflow.agents.synthesizer import Synthesizer
@@ -21,8 +23,6 @@ from tierflow.runtimes.registry import TierRegistry
 from tierflow.runtimes.router import RoutingPolicy, TierRouter
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.conftest import cloud_tier
 
 pytestmark = [pytest.mark.model, pytest.mark.server, pytest.mark.timeout(600)]
 SECRET = "knee surgery at Clinica Silva"

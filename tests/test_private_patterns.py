@@ -2,6 +2,7 @@
 
 import pytest
 from langchain_core.messages import HumanMessage
+
 from tierflow.runtimes.config import default_tiers
 from tierflow.runtimes.registry import TierRegistry
 from tierflow.runtimes.router import TierRouter

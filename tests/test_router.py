@@ -6,14 +6,20 @@ import time
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
+
+from tests.conftest import cloud_tier
 from tierflow.runtimes.accounting import ModelCallRecorder
 from tierflow.runtimes.config import TierConfig, default_tiers
-from tierflow.runtimes.errors import BudgetExceeded, NoTierAvailable, StructuredOutputError, TierConfigError
+from tierflow.runtimes.errors import (
+    BudgetExceeded,
+    NoTierAvailable,
+    StructuredOutputError,
+    TierConfigError,
+    TierTimeoutError,
+)
 from tierflow.runtimes.registry import TierRegistry
 from tierflow.runtimes.router import BudgetPolicy, CallInfo, RoutingPolicy, TierRouter
 from tierflow.runtimes.structured import invoke_json
-
-from tests.conftest import cloud_tier
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -119,6 +125,16 @@ def test_the_in_process_tier_is_cut_off_too():
     r = router({})
     with pytest.raises(NoTierAvailable, match=r"did not finish within 0\.05 s"):
         r.invoke("Write a long story about a dragon.", timeout_s=0.05, max_tokens=200)
+
+
+def test_failures_are_kept_as_exceptions_in_the_error_and_in_the_shared_circuit():
+    r = router({})
+    worker = r.for_agent("worker")
+    with pytest.raises(NoTierAvailable) as info:
+        worker.invoke("Write a long story about a dragon.", timeout_s=0.05, max_tokens=200)
+    error = info.value.errors["tiny"]
+    assert isinstance(error, TierTimeoutError) and info.value.tried == ["tiny"]
+    assert worker.shared_state is r.shared_state and r.shared_state.circuits["tiny"].last_error is error
 
 
 def test_budget_exhaustion_across_parallel_branches_raises_with_exact_usage():

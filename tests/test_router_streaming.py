@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
 from tierflow.runtimes.config import default_tiers
 from tierflow.runtimes.registry import TierRegistry
 from tierflow.runtimes.router import TierRouter

@@ -1,11 +1,11 @@
 """The cloud tier against a real OpenAI-compatible server on 127.0.0.1 (llama-cpp-python's own)."""
 
 import pytest
+
+from tests.conftest import cloud_tier, free_port
 from tierflow.runtimes.accounting import ModelCallRecorder
 from tierflow.runtimes.registry import TierRegistry
 from tierflow.runtimes.structured import invoke_json
-
-from tests.conftest import cloud_tier, free_port
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from tierflow.runtimes.cloud import build_cloud
 from tierflow.runtimes.config import TierConfig
 from tierflow.runtimes.errors import TierTimeoutError

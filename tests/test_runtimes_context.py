@@ -1,6 +1,7 @@
 """The run context travels in config metadata under fixed keys; the router's decision in response_metadata."""
 
 from langchain_core.messages import AIMessage
+
 from tierflow.runtimes.context import PRIVATE_KEY, RunContext, route_of, set_route
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from langchain_core.messages import HumanMessage
+
 from tierflow.runtimes.accounting import ModelCallRecorder
 from tierflow.runtimes.config import TierConfig
 from tierflow.runtimes.edge import EdgeChatModel, build_edge, converted_dir

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from langchain_core.messages import HumanMessage
+
 from tierflow.runtimes.accounting import ModelCallRecorder
 from tierflow.runtimes.config import TierConfig, default_tiers
 from tierflow.runtimes.errors import ContextLengthExceeded, TierConfigError, UnknownTierError

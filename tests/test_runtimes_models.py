@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+
 from tierflow.runtimes import models
 from tierflow.runtimes.errors import TierConfigError
 from tierflow.runtimes.models import ModelIntegrityError, ShippedModel, model_path, models_dir, shipped

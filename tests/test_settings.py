@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tierflow.settings import SettingsError, load_settings
+from tierflow.app import agent_routers, build_router
+from tierflow.runtimes.router import CallInfo
+from tierflow.settings import AGENT_KINDS, SettingsError, load_settings, tier_overrides
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -78,3 +80,26 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path, monkeypatch, text, me
 def test_a_missing_settings_file_is_an_error(tmp_path):
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+TIER_SETUPS = {
+    "defaults": {},
+    "routing order": {"routing": {"order": ["edge", "tiny"]}},
+    "an agent's own tier": {"routing": {"order": ["edge"]}, "agent_tiers": {"planner": "tiny"}},
+    "--tier": tier_overrides("edge"),
+    "a public cloud first": {"default_tier": "cloud", "agent_tiers": {"worker": "cloud"},
+                             "tiers": {"cloud": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}}},
+}
+
+
+@pytest.mark.parametrize("private", [False, True])
+@pytest.mark.parametrize("setup", list(TIER_SETUPS))
+def test_settings_and_the_router_agree_on_the_tier_of_every_agent_kind(tmp_path, monkeypatch, setup, private):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(**TIER_SETUPS[setup])
+    routers = agent_routers(settings, build_router(settings))
+    for kind in AGENT_KINDS:
+        info = CallInfo(private=private, needs_json=False, needs_tools=False, prompt_chars=0, run_id=None, agent=kind)
+        allowed, _ = routers[kind].candidates(info, lambda name: 0, None)
+        assert settings.tier_for(kind, private=private) == allowed[0][0], (setup, kind)
+    assert settings.run_tiers(private=private) == {settings.tier_for(kind, private=private) for kind in AGENT_KINDS}

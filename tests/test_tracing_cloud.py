@@ -6,13 +6,13 @@ import re
 
 import pytest
 from langgraph.graph import END, START, StateGraph
-from tierflow.graphs.runner import run_request, sqlite_checkpointer
-from tierflow.runtimes.registry import TierRegistry
-from tierflow.tracing import open_tracing
 from typing_extensions import TypedDict
 
 from tests.conftest import cloud_tier
 from tests.fixtures_tracing import header_proxy
+from tierflow.graphs.runner import run_request, sqlite_checkpointer
+from tierflow.runtimes.registry import TierRegistry
+from tierflow.tracing import open_tracing
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")

@@ -11,13 +11,13 @@ import time
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
-from tierflow.graphs.runner import run_request, sqlite_checkpointer
-from tierflow.tracing import TierflowCallbackHandler, open_tracing
-from tierflow.tracing.deferred import DeferredHandler
 from typing_extensions import TypedDict
 
 from tests.scripted import ScriptedChatModel
 from tests.test_tracing_export import scripted_graph
+from tierflow.graphs.runner import run_request, sqlite_checkpointer
+from tierflow.tracing import TierflowCallbackHandler, open_tracing
+from tierflow.tracing.deferred import DeferredHandler
 
 
 class State(TypedDict, total=False):
@@ -169,6 +169,7 @@ def test_closing_tracing_stops_its_replay_thread(otlp_receiver, tmp_path):
 
 def test_a_run_that_waits_for_a_human_is_exported_and_its_resume_traced(otlp_receiver, tmp_path):
     from langgraph.types import interrupt
+
     from tierflow.graphs.runner import resume_run
 
     def ask(state: State) -> State:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from langchain_core.outputs import ChatResult
+
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.intent import IntentResult
 from tierflow.agents.synthesizer import Synthesizer
@@ -21,8 +23,6 @@ from tierflow.memory.types import MemoryHit
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
 from tierflow.tracing import open_tracing
-
-from tests.scripted import ScriptedChatModel
 
 PLAN = {"pattern": "sequential", "subtasks": [
     {"id": "calc", "goal": "compute 17*23", "role": "analyst", "tools": ["calculator"], "depends_on": []},

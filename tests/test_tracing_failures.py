@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from tierflow.graphs.runner import run_request
-from tierflow.tracing import TracingConfigError, open_tracing, resolve
 from typer.testing import CliRunner
 
 from tests.conftest import free_port
 from tests.test_tracing_export import scripted_graph
 from tierflow.cli import app
+from tierflow.graphs.runner import run_request
 from tierflow.settings import SettingsError, load_settings
+from tierflow.tracing import TracingConfigError, open_tracing, resolve
 
 
 def test_tracing_is_off_unless_configured():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from tierflow.graphs.runner import run_request
-from tierflow.tracing import open_tracing, read_spans
 from typer.testing import CliRunner
 
 from tests.test_tracing_export import scripted_graph
 from tierflow.cli import app
+from tierflow.graphs.runner import run_request
+from tierflow.tracing import open_tracing, read_spans
 
 
 def write_trace(tmp_path, run_id: str = "run-f", times: int = 1):

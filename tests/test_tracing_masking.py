@@ -7,11 +7,11 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.types import Send
 from pydantic import BaseModel, SecretStr
+
 from tierflow.runtimes.router import DEFAULT_PRIVATE_PATTERNS, RoutingPolicy
+from tierflow.settings import Settings
 from tierflow.tracing import Masker
 from tierflow.tracing.config import MaskSettings
-
-from tierflow.settings import Settings
 
 
 def test_secret_named_fields_are_replaced_at_any_depth_and_counts_are_kept():

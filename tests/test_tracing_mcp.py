@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
-from tierflow.graphs.runner import run_request, sqlite_checkpointer
-from tierflow.tools.mcp.client import McpClient
-from tierflow.tools.mcp.config import McpServerConfig
-from tierflow.tracing import open_tracing, read_spans
 from typing_extensions import TypedDict
 
 from tests.fixtures_mcp import REPO, HttpServerFactory
 from tests.fixtures_tracing import OtlpReceiver, header_proxy
+from tierflow.graphs.runner import run_request, sqlite_checkpointer
+from tierflow.tools.mcp.client import McpClient
+from tierflow.tools.mcp.config import McpServerConfig
+from tierflow.tracing import open_tracing, read_spans
 
 pytestmark = pytest.mark.server
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")

@@ -2,13 +2,13 @@
 
 import pytest
 from langchain_core.tools import tool
+
+from tests.scripted import ScriptedChatModel
 from tierflow.agents.plan import Subtask
 from tierflow.agents.worker import WorkerAgent, action_schema
 from tierflow.runtimes.errors import StructuredOutputError
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
-
-from tests.scripted import ScriptedChatModel
 
 
 @tool

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +17,16 @@ from rich.text import Text
 from tierflow import __version__
 from tierflow.console import err, exit_code, fail, offline_env
 from tierflow.runtimes.errors import TierflowError
+
+if TYPE_CHECKING:  # only for annotations: the CLI imports heavy modules when a command needs them
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    from tierflow.graphs.events import EventSink, RunEvent
+    from tierflow.graphs.runner import RunResult
+    from tierflow.settings import Settings
+
+    # Starts a prepared run (or resume) with the tracing callbacks and the stream printer (None: no --stream).
+    Start = Callable[[Sequence[BaseCallbackHandler], EventSink | None], RunResult]
 
 app = typer.Typer(name="tierflow", help="Multi-agent orchestration with device-tier routing.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -92,9 +103,31 @@ def run(
         request = check_request(read_request(request, file))
     except TierflowError as exc:
         raise fail(str(exc), exit_code(exc)) from None
-    from tierflow.app import build_deps, build_graph, check_fits, check_tiers, run_tiers
-    from tierflow.graphs.runner import run_request
-    from tierflow.runtimes.registry import TierRegistry
+
+    def prepare(settings: Settings) -> Start:
+        from tierflow.app import build_deps, build_graph
+        from tierflow.graphs.runner import run_request
+
+        registry = settings.registry()
+        tiers = settings.run_tiers(private=private)  # only what this run starts on: others load when routed to
+        registry.ensure_usable(tiers)
+        registry.ensure_fits(request, tiers)
+        deps = build_deps(settings, registry=registry, classifier=_LazyClassifier(settings) if graph else None)
+        deps.confirm_plan = confirm_plan
+        compiled = build_graph(settings, deps, graph, pattern)
+        return lambda callbacks, on_event: run_request(compiled, request, run_id=run_id, user_id=user,
+                                                       callbacks=callbacks, on_event=on_event, private=private)
+
+    _execute(prepare, config=config, tier=tier, checkpointer=checkpointer, trace_file=trace_file, as_json=as_json,
+             stream=stream)
+
+
+def _execute(prepare: Callable[[Settings], Start], *, config: Path | None, tier: str | None,
+             checkpointer: str | None, trace_file: Path | None, as_json: bool, stream: bool) -> None:
+    """The one path of ``run`` and ``resume``: settings, tracing (flushed at the end), the run, errors and output.
+
+    ``prepare`` loads what the command needs and returns how to start it; everything around that is shared.
+    """
     from tierflow.settings import load_settings, tier_overrides
     from tierflow.traces_cli import open_run_tracing
 
@@ -105,24 +138,21 @@ def run(
         settings = load_settings(config, **overrides)
         run_tracing = open_run_tracing(settings, trace_file)
         with err.status("loading models…", spinner="dots") if not as_json else _null():
-            registry = TierRegistry(settings.tiers, settings.default_tier)
-            check_tiers(registry, run_tiers(settings))  # only what this run starts on: others load when routed to
-            check_fits(settings, registry, request)
-            deps = build_deps(settings, registry=registry, classifier=_LazyClassifier(settings) if graph else None)
-            deps.confirm_plan = confirm_plan
-            compiled = build_graph(settings, deps, graph, pattern)
+            start = prepare(settings)
         with err.status("running…", spinner="dots") if not (as_json or stream) else _null():
             with run_tracing as callbacks:  # Langfuse / trace file when configured; flush is bounded
-                result = run_request(compiled, request, run_id=run_id, user_id=user, callbacks=callbacks,
-                                     on_event=_event_printer(as_json) if stream else None, private=private)
+                result = start(callbacks, _event_printer(as_json) if stream else None)
     except TierflowError as exc:
         raise fail(str(exc), exit_code(exc)) from None
     except ValueError as exc:  # e.g. an unknown --pattern
         raise fail(str(exc)) from None
+    if result.already_finished and not as_json:
+        err.print(f"run {result.run_id} had finished already ({result.status}); nothing was run again. Its result:",
+                  highlight=False, markup=False)
     _print_result(result, as_json)
 
 
-def _print_result(result, as_json: bool) -> None:
+def _print_result(result: RunResult, as_json: bool) -> None:
     """Print the answer (or one JSON object); a failed run exits 1 after saying why."""
     if as_json:
         payload = result.model_dump(include={"answer", "intent", "plan", "pattern", "model_calls", "run_id",
@@ -155,26 +185,28 @@ class _LazyClassifier:
         return self.model.classify(text)
 
 
-def _event_printer(as_json: bool):
+def _event_printer(as_json: bool) -> EventSink:
     """Print stream events: one JSON line each on stderr with --json, readable lines on stdout otherwise."""
+    from tierflow.graphs.events import NodeEvent, TokenEvent
+
     mid_line = [False]  # tokens were printed since the last newline
 
-    def show(event: dict) -> None:
+    def show(event: RunEvent) -> None:
         if as_json:
-            print(json.dumps(event), file=sys.stderr, flush=True)
+            print(event.to_json(), file=sys.stderr, flush=True)
             return
-        if event["type"] == "token":
-            print(event["text"], end="", flush=True)
+        if isinstance(event, TokenEvent):
+            print(event.text, end="", flush=True)
             mid_line[0] = True
             return
         if mid_line[0]:
             print()
             mid_line[0] = False
-        if event["type"] == "node":
-            where = f"{event['graph']}/" if event["graph"] else ""
-            print(f"▸ {where}{event['node']}", flush=True)
+        if isinstance(event, NodeEvent):
+            where = f"{event.graph}/" if event.graph else ""
+            print(f"▸ {where}{event.node}", flush=True)
         else:
-            print(f"? {event.get('question')}", flush=True)
+            print(f"? {event.question}", flush=True)
     return show
 
 
@@ -194,35 +226,22 @@ def resume(
 ) -> None:
     """Continue RUN_ID from its last checkpoint: answer its question, or finish a run that was killed."""
     offline_env()
-    from tierflow.app import build_deps, build_graph
-    from tierflow.graphs.runner import resume_run
-    from tierflow.settings import load_settings, tier_overrides
-    from tierflow.traces_cli import open_run_tracing
 
-    try:
-        overrides = tier_overrides(tier)
-        if checkpointer:
-            overrides["checkpointer"] = checkpointer
-        settings = load_settings(config, **overrides)
+    def prepare(settings: Settings) -> Start:
+        from tierflow.app import build_deps, build_graph
+        from tierflow.graphs.runner import resume_run
+
         deps = build_deps(settings, classifier=_LazyClassifier(settings))
         compiled = build_graph(settings, deps, graph, pattern)
         # a run paused for plan approval asks again on resume, which hands it the answer
         if "confirm_plan" in compiled.get_state({"configurable": {"thread_id": run_id}}).next:
             deps.confirm_plan = True
             compiled = build_graph(settings, deps, graph, pattern)
-        run_tracing = open_run_tracing(settings, trace_file)
-        with err.status("running…", spinner="dots") if not (as_json or stream) else _null():
-            with run_tracing as callbacks:  # traced like `run` when configured; flush is bounded
-                result = resume_run(compiled, run_id, answer=answer, callbacks=callbacks,
-                                    on_event=_event_printer(as_json) if stream else None)
-    except TierflowError as exc:
-        raise fail(str(exc), exit_code(exc)) from None
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    if result.already_finished and not as_json:
-        err.print(f"run {run_id} had finished already ({result.status}); nothing was run again. Its result:",
-                  highlight=False, markup=False)
-    _print_result(result, as_json)
+        return lambda callbacks, on_event: resume_run(compiled, run_id, answer=answer, callbacks=callbacks,
+                                                      on_event=on_event)
+
+    _execute(prepare, config=config, tier=tier, checkpointer=checkpointer, trace_file=trace_file, as_json=as_json,
+             stream=stream)
 
 
 def _print_summary(result) -> None:
@@ -262,14 +281,13 @@ def doctor(
 ) -> None:
     """Report which tiers, models, servers (memory, MCP) and data folders are usable, and why not."""
     offline_env()
-    from tierflow.runtimes.registry import TierRegistry
     from tierflow.settings import SettingsError, load_settings
 
     try:
         settings = load_settings(config)
     except SettingsError as exc:
         raise fail(str(exc)) from None
-    registry = TierRegistry(settings.tiers, settings.default_tier)
+    registry = settings.registry()
     checks: list[dict[str, object]] = [h.model_dump() | {"component": "tier"} for h in
                                        (registry.check(name) for name in registry.names)]
     checks.append(_check_intents(settings))

@@ -18,7 +18,9 @@ from pydantic_settings import (
 
 from tierflow.memory.config import MemoryConfig
 from tierflow.runtimes.config import TierConfig, default_tiers
-from tierflow.runtimes.errors import TierflowError
+from tierflow.runtimes.cost import Price, tier_prices
+from tierflow.runtimes.errors import TierflowError, UnknownTierError
+from tierflow.runtimes.registry import TierRegistry
 from tierflow.runtimes.router import RoutingPolicy
 from tierflow.tools.mcp.config import McpServerConfig
 from tierflow.tracing.config import TracingSettings
@@ -90,11 +92,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _tiers_exist(self) -> Settings:
-        named = [("default_tier", self.default_tier), *((f"agent_tiers.{k}", v) for k, v in self.agent_tiers.items()),
-                 *(("routing.order", t) for t in self.routing.order)]
-        for who, tier in named:
-            if tier not in self.tiers:
-                raise ValueError(f"{who} names unknown tier {tier!r}; declared: {', '.join(sorted(self.tiers))}")
+        # The registry judges tier names (here and in the router); its error names the setting to fix.
+        try:
+            registry = self.registry()
+            for kind, tier in self.agent_tiers.items():
+                registry.validate([tier], who=f"agent_tiers.{kind}")
+            registry.validate(self.routing.order, who="routing.order")
+        except UnknownTierError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     @model_validator(mode="after")
@@ -110,13 +115,21 @@ class Settings(BaseSettings):
         """The embedded memory file: ``memory.path`` or home/memory.sqlite."""
         return self.memory.path or self.home / "memory.sqlite"
 
-    def tier_for(self, agent: AgentKind) -> str:
-        """The tier the router tries first for ``agent``: its own tier, else the head of ``routing.order``."""
-        return self.agent_tiers.get(agent) or (self.routing.order[0] if self.routing.order else self.default_tier)
+    def registry(self) -> TierRegistry:
+        """A registry of the declared tiers; nothing loads until a tier is used."""
+        return TierRegistry(self.tiers, self.default_tier)
 
-    def tier_costs(self) -> dict[str, tuple[float, float]]:
+    def tier_for(self, agent: AgentKind, *, private: bool = False) -> str:
+        """The tier ``agent``'s calls start on: what its router tries first (TierRegistry.serving_tier)."""
+        return self.registry().serving_tier(self.routing.order, self.agent_tiers.get(agent), private=private)
+
+    def run_tiers(self, *, private: bool = False) -> set[str]:
+        """The tiers a run's agents start on; other tiers load only when a call is routed to them."""
+        return {self.tier_for(kind, private=private) for kind in AGENT_KINDS}
+
+    def tier_costs(self) -> dict[str, Price]:
         """Price per 1k input and output tokens of each tier, as tracing and the eval cost metric take it."""
-        return {name: (tier.cost_per_1k_input, tier.cost_per_1k_output) for name, tier in self.tiers.items()}
+        return tier_prices(self.tiers)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+
 from tierflow.runtimes.context import CONTEXT_KEYS
 from tierflow.runtimes.errors import TierflowError
 from tierflow.runtimes.privacy import DEFAULT_PRIVATE_PATTERNS

@@ -23,7 +23,9 @@ from uuid import UUID
 from langchain_core.outputs import LLMResult
 from langfuse._client.attributes import LangfuseOtelSpanAttributes
 from langfuse.langchain import CallbackHandler
+
 from tierflow.runtimes.context import PRIVATE_KEY, RunContext, route_of
+from tierflow.runtimes.cost import call_cost
 from tierflow.tracing.masking import Masker
 
 ROUTE_KEYS = ("tier", "rule", "fallback_from", "attempt")
@@ -200,9 +202,7 @@ class TierflowCallbackHandler(CallbackHandler):
                     update["model"] = meta["model"]
                 price = self.costs.get(tier)
                 if price is not None and usage:
-                    cost_in = usage[0] / 1000 * price[0]
-                    cost_out = usage[1] / 1000 * price[1]
-                    update["cost_details"] = {"input": cost_in, "output": cost_out, "total": cost_in + cost_out}
+                    update["cost_details"] = call_cost(price, usage[0], usage[1]).details()
                 if update:
                     generation.update(**update)
             except Exception:  # tracing must never break a run

@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, SecretBytes, SecretStr
+
 from tierflow.tracing.config import MaskSettings
 
 _MAX_DEPTH = 40

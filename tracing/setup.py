@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
 from tierflow.tracing.config import ResolvedTracing, TracingSettings, resolve
 from tierflow.tracing.deferred import DeferredHandler, ReplayClock, Replayer
 from tierflow.tracing.handler import TierflowCallbackHandler

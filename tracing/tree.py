@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.markup import escape
 from rich.tree import Tree
+
 from tierflow.runtimes.errors import TierflowError
 
 

@@ -16,8 +16,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
-from tierflow.agents.intents.errors import IntentModelError
 from torch import nn
+
+from tierflow.agents.intents.errors import IntentModelError
 
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MAX_LENGTH = 64

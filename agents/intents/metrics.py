@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
 from tierflow.agents.intent import OUT_OF_SCOPE
 
 

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
+
 from tierflow.agents.intent import OUT_OF_SCOPE, IntentResult
 from tierflow.agents.intents.encoder import BASE_MODEL_NAME, Encoder, configure_threads
 from tierflow.agents.intents.errors import IntentModelError
 from tierflow.memory.embeddings import MODEL_PACKAGE
-from torch import nn
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "intent_model.json"

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from tierflow.agents.intent import OUT_OF_SCOPE
 from tierflow.agents.intents.data import Example, check_known_labels, check_trainable
 from tierflow.agents.intents.encoder import Encoder, configure_threads
 from tierflow.agents.intents.metrics import choose_threshold
 from tierflow.agents.intents.model import CosineHead, TrainedIntentClassifier, _shared_base_encoder
-from torch import nn
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from langgraph.graph.state import CompiledStateGraph
+
 from tierflow.agents.worker import WorkerAgent
 from tierflow.graphs.patterns.hierarchical import build_hierarchical
 from tierflow.graphs.patterns.parallel import build_parallel

@@ -10,8 +10,10 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import interrupt
+
 from tierflow.agents.plan import Subtask
 from tierflow.agents.worker import WorkerAgent, WorkerResult
+from tierflow.graphs.state import to_state
 from tierflow.runtimes.errors import RUN_ENDING_ERRORS, TierflowError
 
 T = TypeVar("T")
@@ -147,5 +149,5 @@ def with_human(prior: Mapping[str, str], answer: str | None) -> dict[str, str]:
 
 def error_result(subtask: Mapping[str, Any], error: str) -> dict[str, Any]:
     """A result dict for a subtask that did not run (skipped, unknown agent, ...)."""
-    return WorkerResult(subtask_id=str(subtask["id"]), role=str(subtask.get("role", "")), output="",
-                        stopped="error", error=error).model_dump()
+    return to_state(WorkerResult(subtask_id=str(subtask["id"]), role=str(subtask.get("role", "")), output="",
+                                 stopped="error", error=error))

@@ -15,11 +15,12 @@ from typing import Annotated, Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+
 from tierflow.agents.plan import Subtask
 from tierflow.agents.supervisor import Decision, Supervisor
 from tierflow.agents.worker import WorkerAgent, WorkerResult
 from tierflow.graphs.patterns.common import Agent, HumanPolicy, Roster, TeamError, ask_human, run_agent, with_human
-from tierflow.graphs.state import TeamState
+from tierflow.graphs.state import TeamState, from_state, to_state
 
 
 class HierarchicalState(TeamState, total=False):
@@ -55,18 +56,18 @@ def build_hierarchical(members: WorkerAgent | Mapping[str, Agent], *, supervisor
         cursor = state.get("cursor", 0)
         if cursor >= len(subtasks):
             return {}
-        subtask = Subtask.model_validate(subtasks[cursor])
+        subtask = from_state(Subtask, subtasks[cursor])
         chooser, why = decider(state)
         decision = chooser.assign(subtask, roster.names, state["request"], config)
         if why:
             decision.reason = why
         return {"assignment": {"subtask_id": subtask.id, "member": decision.choice, "attempt": 1, "feedback": None},
-                "decisions": [decision.model_dump()], "supervisor_calls": state.get("supervisor_calls", 0)
+                "decisions": [to_state(decision)], "supervisor_calls": state.get("supervisor_calls", 0)
                 + (chooser is boss and boss.model is not None)}
 
     def work(state: HierarchicalState, config: RunnableConfig) -> HierarchicalState:
         job = state["assignment"]
-        subtask = Subtask.model_validate(state["subtasks"][state.get("cursor", 0)])
+        subtask = from_state(Subtask, state["subtasks"][state.get("cursor", 0)])
         answer = ask_human(ask, subtask)
         member = job["member"]
         goal = subtask.goal
@@ -76,13 +77,13 @@ def build_hierarchical(members: WorkerAgent | Mapping[str, Agent], *, supervisor
         prior = {r["subtask_id"]: r["output"] for r in state.get("results", []) if r.get("output")}
         result = run_agent(roster.agent(member), task, state["request"], with_human(prior, answer),
                            state.get("memories", []), config, branch_timeout_s)
-        return {"attempt_result": result.model_copy(update={"subtask_id": subtask.id}).model_dump()}
+        return {"attempt_result": to_state(result.model_copy(update={"subtask_id": subtask.id}))}
 
     def review(state: HierarchicalState, config: RunnableConfig) -> HierarchicalState:
         job = state["assignment"]
         cursor = state.get("cursor", 0)
-        subtask = Subtask.model_validate(state["subtasks"][cursor])
-        result = WorkerResult.model_validate(state["attempt_result"])
+        subtask = from_state(Subtask, state["subtasks"][cursor])
+        result = from_state(WorkerResult, state["attempt_result"])
         chooser, why = decider(state)
         decision = chooser.review(subtask, result, config)
         if why:
@@ -90,11 +91,11 @@ def build_hierarchical(members: WorkerAgent | Mapping[str, Agent], *, supervisor
         calls = state.get("supervisor_calls", 0) + (chooser is boss and boss.model is not None)
         if decision.choice == "redo" and job["attempt"] <= max_redos:
             return {"assignment": {**job, "attempt": job["attempt"] + 1, "feedback": decision.feedback},
-                    "decisions": [decision.model_dump()], "supervisor_calls": calls}
-        log = [decision.model_dump()]
+                    "decisions": [to_state(decision)], "supervisor_calls": calls}
+        log = [to_state(decision)]
         if decision.choice == "redo":  # bounded: the redo limit turns the verdict into an acceptance
-            log.append(Decision(kind="review", subtask_id=subtask.id, choice="accept", source="fallback",
-                                reason=f"redo limit of {max_redos} reached").model_dump())
+            log.append(to_state(Decision(kind="review", subtask_id=subtask.id, choice="accept", source="fallback",
+                                         reason=f"redo limit of {max_redos} reached")))
         return {"results": [state["attempt_result"]], "cursor": cursor + 1, "decisions": log,
                 "supervisor_calls": calls, "assignment": {}}
 

@@ -17,6 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
+
 from tierflow.agents.plan import Subtask
 from tierflow.agents.worker import WorkerAgent
 from tierflow.graphs.patterns.common import (
@@ -29,7 +30,7 @@ from tierflow.graphs.patterns.common import (
     run_agent,
     with_human,
 )
-from tierflow.graphs.state import TeamState
+from tierflow.graphs.state import TeamState, from_state, to_state
 
 
 class ParallelState(TeamState, total=False):
@@ -94,7 +95,7 @@ def build_parallel(members: WorkerAgent | Mapping[str, Agent], *, max_concurrenc
         return sends or "reduce"
 
     def branch(inp: Branch, config: RunnableConfig) -> ParallelState:
-        subtask = Subtask.model_validate(inp["subtask"])
+        subtask = from_state(Subtask, inp["subtask"])
         answer = ask_human(ask, subtask)
         agent = roster.agent(subtask.role)
         prior = with_human(inp["prior"], answer)
@@ -104,7 +105,7 @@ def build_parallel(members: WorkerAgent | Mapping[str, Agent], *, max_concurrenc
             with slots:
                 result = run_agent(agent, subtask, inp["request"], prior, inp["memories"], config,
                                    branch_timeout_s)
-        return {"branch_results": [result.model_dump()]}
+        return {"branch_results": [to_state(result)]}
 
     def reduce(state: ParallelState) -> ParallelState:
         done = {r["subtask_id"]: r for r in state.get("branch_results", [])}

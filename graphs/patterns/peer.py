@@ -21,18 +21,19 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import interrupt
-from tierflow.agents.peer import BOARD_TAIL, LLMPeer, PeerAgent, Post, WorkerPeer, fallback_vote
+
+from tierflow.agents.peer import BOARD_TAIL, LLMPeer, PeerAgent, PeerDecision, Post, WorkerPeer, fallback_vote
 from tierflow.agents.plan import Subtask
 from tierflow.agents.worker import WorkerAgent, WorkerResult
 from tierflow.graphs.patterns.common import TeamError
-from tierflow.graphs.state import TeamState
+from tierflow.graphs.state import TeamState, from_state, to_state
 from tierflow.runtimes.errors import RUN_ENDING_ERRORS
 
 DECISION_ID = "consensus"
 
 
 class PeerState(TeamState, total=False):
-    """TeamState plus the shared board, the posts of the step in flight, the round and the decision."""
+    """TeamState plus the shared board (Post dicts), the round and the decision (a PeerDecision dict)."""
 
     board: Annotated[list[dict[str, Any]], operator.add]
     round: int
@@ -71,7 +72,7 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
             role = worker.roles.get(s.get("role", "")) or worker.roles["generalist"]
             instructions = f"{role.instructions}\nYour focus: {s['goal']}"
             # A subtask with tools proposes through the worker's tool loop: its proposal is tool-grounded.
-            made[s["id"]] = (WorkerPeer(Subtask.model_validate(s), worker, instructions) if s.get("tools")
+            made[s["id"]] = (WorkerPeer(from_state(Subtask, s), worker, instructions) if s.get("tools")
                              else LLMPeer(s["id"], worker.model, instructions))
         return made
 
@@ -88,35 +89,35 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
 
     def propose(state: PeerState, config: RunnableConfig) -> PeerState:
         rnd = state.get("round", 0) + 1
-        board = [Post.model_validate(p) for p in state.get("board", [])[-BOARD_TAIL:]]  # the round's snapshot
+        board = [from_state(Post, p) for p in state.get("board", [])[-BOARD_TAIL:]]  # the round's snapshot
 
         def act(peer: PeerAgent) -> dict[str, Any]:
             try:
                 if isinstance(peer, WorkerPeer):
                     result = peer.propose_result(state["request"], board, config)
-                    return Post(round=rnd, author=peer.name, kind="proposal", text=result.output.strip(),
-                                source="fallback" if result.failed else "model",
-                                reason=result.error if result.failed else None,
-                                tool_calls=[c.model_dump() for c in result.tool_calls]).model_dump()
+                    return to_state(Post(round=rnd, author=peer.name, kind="proposal", text=result.output.strip(),
+                                         source="fallback" if result.failed else "model",
+                                         reason=result.error if result.failed else None,
+                                         tool_calls=[to_state(c) for c in result.tool_calls]))
                 text = peer.propose(state["request"], board, config).strip()
-                return Post(round=rnd, author=peer.name, kind="proposal", text=text,
-                            source="model" if text else "fallback",
-                            reason=None if text else "empty proposal").model_dump()
+                return to_state(Post(round=rnd, author=peer.name, kind="proposal", text=text,
+                                     source="model" if text else "fallback",
+                                     reason=None if text else "empty proposal"))
             except (GraphBubbleUp, *RUN_ENDING_ERRORS):
                 raise
             except Exception as exc:  # a failing peer abstains from proposing; the others go on
-                return Post(round=rnd, author=peer.name, kind="proposal", text="", source="fallback",
-                            reason=f"{type(exc).__name__}: {exc}").model_dump()
+                return to_state(Post(round=rnd, author=peer.name, kind="proposal", text="", source="fallback",
+                                     reason=f"{type(exc).__name__}: {exc}"))
 
         return {"round": rnd, "board": each_peer(state.get("subtasks", []), act, config)}
 
     def vote(state: PeerState, config: RunnableConfig) -> PeerState:
         rnd = state["round"]
         posts = state.get("board", [])
-        proposals = [Post.model_validate(p) for p in _this_round(posts, rnd) if p["kind"] == "proposal" and p["text"]]
+        proposals = [p for p in _this_round(posts, rnd) if p.kind == "proposal" and p.text]
         if not proposals:
             return {}
-        board = [Post.model_validate(p) for p in posts[-BOARD_TAIL:]]
+        board = [from_state(Post, p) for p in posts[-BOARD_TAIL:]]
         authors = {p.author for p in proposals}
 
         def act(peer: PeerAgent) -> dict[str, Any]:
@@ -128,8 +129,8 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
                 raise
             except Exception as exc:  # a failing voter gets the deterministic vote, recorded as such
                 ballot = fallback_vote(peer.name, proposals, f"{type(exc).__name__}: {exc}")
-            return Post(round=rnd, author=peer.name, kind="vote", text=ballot.choice, source=ballot.source,
-                        reason=ballot.reason).model_dump()
+            return to_state(Post(round=rnd, author=peer.name, kind="vote", text=ballot.choice, source=ballot.source,
+                                 reason=ballot.reason))
 
         return {"board": each_peer(state.get("subtasks", []), act, config)}
 
@@ -137,21 +138,19 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
         order = list(peers(state.get("subtasks", [])))
         rnd = state["round"]
         posts = _this_round(state.get("board", []), rnd)
-        votes = [p for p in posts if p["kind"] == "vote"]
-        proposals = {p["author"]: p["text"] for p in posts if p["kind"] == "proposal" and p["text"]}
-        update: PeerState = {}
+        votes = [p for p in posts if p.kind == "vote"]
+        proposals = {p.author: p.text for p in posts if p.kind == "proposal" and p.text}
         if not proposals:
-            update["decision"] = {"winner": None, "text": "", "round": rnd, "votes": {}, "rule": "no proposals"}
-            return update
-        tally = Counter(v["text"] for v in votes)
+            return {"decision": to_state(PeerDecision(winner=None, text="", round=rnd, rule="no proposals"))}
+        tally = Counter(v.text for v in votes)
         counts = {author: tally.get(author, 0) for author in order if author in proposals}
         best = max(counts.values())
         leaders = [a for a, c in counts.items() if c == best]
-        fallbacks = sum(v["source"] == "fallback" for v in votes)
+        fallbacks = sum(v.source == "fallback" for v in votes)
         if best * 2 > len(order):
             rule = "majority"
         elif rnd < max_rounds:
-            return update  # no majority yet: another round
+            return {}  # no majority yet: another round
         elif len(leaders) == 1:
             rule = "plurality after the last round"
         elif tie_break == "human":
@@ -165,31 +164,31 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
         else:
             rule = "tie: earliest peer wins"
         winner = leaders[0]
-        update["decision"] = {"winner": winner, "text": proposals[winner], "round": rnd, "votes": counts,
-                              "rule": rule, "fallback_votes": fallbacks}
-        return update
+        return {"decision": to_state(PeerDecision(winner=winner, text=proposals[winner], round=rnd, votes=counts,
+                                                  rule=rule, fallback_votes=fallbacks))}
 
     def after_decide(state: PeerState) -> str:
         return "finish" if state.get("decision") else "propose"
 
     def finish(state: PeerState) -> PeerState:
-        last: dict[str, dict[str, Any]] = {}
+        last: dict[str, Post] = {}
         for post in state.get("board", []):
             if post["kind"] == "proposal":
-                last[post["author"]] = post
+                last[post["author"]] = from_state(Post, post)
         subtasks = {s["id"]: s for s in state.get("subtasks", [])}
         results = []
         for author in peers(state.get("subtasks", [])):
-            post = last.get(author, {})
+            proposal = last.get(author)
+            text = proposal.text if proposal else ""
             role = subtasks.get(author, {}).get("role", "peer")
-            results.append(WorkerResult(subtask_id=author, role=role, output=post.get("text", ""), steps=state["round"],
-                                        stopped="finished" if post.get("text") else "error",
-                                        error=post.get("reason"), tool_calls=post.get("tool_calls") or []
-                                        ).model_dump())
-        decision = state["decision"]
-        results.append(WorkerResult(subtask_id=DECISION_ID, role="peer", output=decision["text"],
-                                    steps=decision["round"], stopped="finished" if decision["winner"] else "error",
-                                    error=None if decision["winner"] else decision["rule"]).model_dump())
+            results.append(to_state(WorkerResult(subtask_id=author, role=role, output=text, steps=state["round"],
+                                                 stopped="finished" if text else "error",
+                                                 error=proposal.reason if proposal else None,
+                                                 tool_calls=proposal.tool_calls if proposal else [])))
+        decision = from_state(PeerDecision, state["decision"])
+        results.append(to_state(WorkerResult(subtask_id=DECISION_ID, role="peer", output=decision.text,
+                                             steps=decision.round, stopped="finished" if decision.winner else "error",
+                                             error=None if decision.winner else decision.rule)))
         return {"results": results}
 
     graph = StateGraph(PeerState)
@@ -203,11 +202,11 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
     return graph.compile(name=name)
 
 
-def _this_round(board: Sequence[dict[str, Any]], rnd: int) -> list[dict[str, Any]]:
-    # The round's posts are the newest ones: walk back from the end instead of over the whole board.
-    found: list[dict[str, Any]] = []
+def _this_round(board: Sequence[dict[str, Any]], rnd: int) -> list[Post]:
+    """The posts of round ``rnd``, read back from state: the newest ones, so walk back from the end."""
+    found: list[Post] = []
     for post in reversed(board):
         if post["round"] != rnd:
             break
-        found.append(post)
+        found.append(from_state(Post, post))
     return found[::-1]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+
 from tierflow.agents.plan import Subtask
 from tierflow.agents.worker import WorkerAgent
-from tierflow.graphs.state import TeamState
+from tierflow.graphs.state import TeamState, from_state, to_state
 
 
 def build_sequential(worker: WorkerAgent) -> CompiledStateGraph:
@@ -15,10 +16,10 @@ def build_sequential(worker: WorkerAgent) -> CompiledStateGraph:
 
     def work(state: TeamState, config: RunnableConfig) -> TeamState:
         done = state.get("results", [])
-        subtask = Subtask.model_validate(state["subtasks"][len(done)])
+        subtask = from_state(Subtask, state["subtasks"][len(done)])
         prior = {r["subtask_id"]: r["output"] for r in done if r.get("output")}
         result = worker.run(subtask, state["request"], prior, state.get("memories", []), config)
-        return {"results": [result.model_dump()]}
+        return {"results": [to_state(result)]}
 
     def more(state: TeamState) -> str:
         return "work" if len(state.get("results", [])) < len(state.get("subtasks", [])) else END
