@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, TypeAdapter, field_validator
 from tierflow.agents.plan import Subtask
 from tierflow.agents.roles import DEFAULT_ROLES, Role
 from tierflow.runtimes.errors import MODEL_CALL_ERRORS, RUN_ENDING_ERRORS, StructuredOutputError
+from tierflow.runtimes.journal import current_journal
 from tierflow.runtimes.structured import invoke_json
 from tierflow.tools.grounding import GROUNDED, ground_schema, numbers_in, ungrounded
 from tierflow.tools.policy import ROLE_METADATA_KEY
@@ -249,11 +250,14 @@ class WorkerAgent:
         tool_config: RunnableConfig = {**(config or {}),
                                        "metadata": {**((config or {}).get("metadata") or {}),
                                                     ROLE_METADATA_KEY: subtask.role}}
-        try:
-            output = str(self.tools.get(name).invoke(args, tool_config))
-            error = False
-        except Exception as exc:  # a tool's failure is an observation for the agent, not a crash
-            output, error = f"{type(exc).__name__}: {exc}", True
+        def invoke() -> tuple[str, bool]:
+            try:
+                return str(self.tools.get(name).invoke(args, tool_config)), False
+            except Exception as exc:  # a tool's failure is an observation for the agent, not a crash
+                return f"{type(exc).__name__}: {exc}", True
+
+        journal = current_journal()  # a durable executor records the call: a recovered run does not repeat it
+        output, error = invoke() if journal is None else journal.tool_call(name, args, invoke)
         if len(output) > MAX_TOOL_OUTPUT_CHARS:
             output = output[:MAX_TOOL_OUTPUT_CHARS] + f" [cut: {len(output) - MAX_TOOL_OUTPUT_CHARS} more characters]"
         return ToolCallRecord(tool=name, args=args, output=output, error=error)

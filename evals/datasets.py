@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,27 @@ OUT_OF_SCOPE = "oos"
 
 
 class EvalItem(BaseModel):
-    """One case: an ``id`` unique in its dataset, the ``input`` a task gets, what the scorers expect."""
+    """One case: an ``id`` unique in its dataset, the ``input`` a task gets, what the scorers expect.
+
+    ``group`` (e.g. a BFCL category) is what reports break results down by; None puts the item in no group.
+    """
 
     id: str
     input: str
     expected: dict[str, Any] = Field(default_factory=dict)
     line: int = 0
+    group: str | None = None
+
+
+class LoadedItems(list[EvalItem]):
+    """The items a loader kept, plus ``skipped``: the rows it left out as invalid, one DatasetError each.
+
+    A plain list to every caller; reports read ``skipped`` to say how many rows a dataset lost and why.
+    """
+
+    def __init__(self, items: Iterable[EvalItem] = (), skipped: Iterable[DatasetError] = ()) -> None:
+        super().__init__(items)
+        self.skipped: list[DatasetError] = list(skipped)
 
 
 def _read_text(path: Path) -> str:

@@ -46,12 +46,17 @@ class Scorer:
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """A ``dataset.kind``: how it loads ``(spec, seed)``, the spec fields only it reads, whether it needs a path."""
+    """A ``dataset.kind``: how it loads ``(spec, seed)``, the spec fields only it reads, whether it needs a path.
+
+    ``check(spec)``, when given, runs as the suite loads and raises ValueError for a field value the kind cannot
+    use (an unknown BFCL category), so a bad suite fails before any item runs.
+    """
 
     name: str
     load: Callable[[DatasetSpec, int], list[EvalItem]]
     fields: frozenset[str] = field(default_factory=frozenset)
     needs_path: bool = False
+    check: Callable[[DatasetSpec], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,10 @@ class Registry:
         self._lock = threading.RLock()
 
     def add_dataset(self, name: str, load: Callable[[DatasetSpec, int], list[EvalItem]], *,
-                    fields: Iterable[str] = (), needs_path: bool = False) -> None:
+                    fields: Iterable[str] = (), needs_path: bool = False,
+                    check: Callable[[DatasetSpec], None] | None = None) -> None:
         """Register ``dataset.kind: name``; plain arguments, so a benchmark needs no import of this module."""
-        self._add(self._datasets, DatasetEntry(name, load, frozenset(fields), needs_path), "dataset kind")
+        self._add(self._datasets, DatasetEntry(name, load, frozenset(fields), needs_path, check), "dataset kind")
 
     def add_task(self, name: str, datasets: Iterable[str], *, fields: Iterable[str] = (),
                  build: Callable[[TaskSpec, ModelFor, Costs], Task] | None = None) -> None:

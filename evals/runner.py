@@ -44,6 +44,15 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _record(cell: Cell, item: EvalItem, repeat: int) -> dict[str, Any]:
+    """The identity fields of one unit's record; ``group`` (e.g. a BFCL category) only when the item has one."""
+    record: dict[str, Any] = {"key": record_key(cell, item.id, repeat), "cell": cell.key, "tier": cell.tier,
+                              "pattern": cell.pattern, "item": item.id, "repeat": repeat}
+    if item.group is not None:
+        record["group"] = item.group
+    return record
+
+
 class Observer(Protocol):
     """Watches each unit of work (e.g. :class:`tierflow.evals.experiment.LangfuseExperiment`); it must never raise.
 
@@ -55,8 +64,7 @@ class Observer(Protocol):
 
 def _run_one(task: Task, scorers: list[Scorer], item: EvalItem, cell: Cell, repeat: int,
              observer: Observer | None = None) -> dict[str, Any]:
-    record: dict[str, Any] = {"key": record_key(cell, item.id, repeat), "cell": cell.key, "tier": cell.tier,
-                              "pattern": cell.pattern, "item": item.id, "repeat": repeat}
+    record = _record(cell, item, repeat)
     with observer.unit(item, cell, repeat) if observer is not None else nullcontext() as watched:
         try:
             output = task(item, cell)
@@ -151,9 +159,8 @@ def _execute(task: Task, scorers: list[Scorer], todo: list[tuple[Cell, EvalItem,
                 if now - started > timeout_s:
                     future.cancel()
                     pending.pop(future)
-                    yield {"key": record_key(cell, item.id, rep), "cell": cell.key, "tier": cell.tier,
-                           "pattern": cell.pattern, "item": item.id, "repeat": rep, "output": None, "metrics": {},
-                           "passed": False, "error": f"timed out after {timeout_s:g} s"}
+                    yield _record(cell, item, rep) | {"output": None, "metrics": {}, "passed": False,
+                                                      "error": f"timed out after {timeout_s:g} s"}
     finally:
         for future in pending:
             future.cancel()

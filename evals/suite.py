@@ -11,7 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tierflow.evals.datasets import EvalItem, load_clinc150, load_jsonl
+from tierflow.evals.datasets import EvalItem, LoadedItems, load_clinc150, load_jsonl
 from tierflow.evals.errors import DatasetError, SuiteError
 from tierflow.evals.registry import REGISTRY, DatasetEntry, TaskEntry
 from tierflow.evals.scorers import Scorer, resolve_scorer
@@ -26,9 +26,11 @@ DatasetKind = Literal["jsonl", "clinc150", "bfcl", "nestful"]
 class DatasetSpec(BaseModel):
     """Where the items come from; a relative ``path`` is relative to the suite file.
 
-    ``jsonl`` and ``clinc150`` read ``path``; the benchmarks ``bfcl`` (``category``) and ``nestful``
-    (``collection``, ``distractors``: extra tools offered per item, ``skip_invalid``) read their installed
-    packages, or the data folder at ``path`` when given. A field another kind reads is an error.
+    ``jsonl`` and ``clinc150`` read ``path``; the benchmarks ``bfcl`` (``category``: one or a list, interleaved)
+    and ``nestful`` (``collection``, ``distractors``: extra tools offered per item) read their installed packages,
+    or the data folder at ``path`` when given. Both skip invalid rows and count them (``skip_invalid: false``
+    stops at the first instead); ``limit`` takes the first rows before any is checked. A field another kind
+    reads is an error.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -36,10 +38,10 @@ class DatasetSpec(BaseModel):
     path: Path | None = None
     split: str = "test"
     per_label: int | None = Field(None, ge=1)
-    category: str = Field("simple_python", pattern=r"^[a-z0-9_]+$")
+    category: str | list[str] = "simple_python"
     collection: Literal["executable", "glaive", "sgd"] = "executable"
     distractors: int = Field(2, ge=0, le=50)
-    skip_invalid: bool = False
+    skip_invalid: bool = True
     limit: int | None = Field(None, ge=1)
     ids: list[str] | None = Field(None, min_length=1, description="keep only items whose id matches one of these "
                                                                   "shell patterns (a slice of a bigger suite)")
@@ -53,11 +55,16 @@ class DatasetSpec(BaseModel):
             if self.kind not in owners[name]:
                 raise ValueError(f"dataset.{name} applies to kind {' or '.join(sorted(owners[name]))}, "
                                  f"not {self.kind}")
+        check = REGISTRY.dataset(self.kind).check
+        if check is not None:
+            check(self)
         return self
 
-    def load(self, seed: int = 0) -> list[EvalItem]:
-        """The items, by the loader registered for ``kind``; ``seed`` picks NESTFUL's distractor tools."""
-        return REGISTRY.dataset(self.kind).load(self, seed)
+    def load(self, seed: int = 0) -> LoadedItems:
+        """The items, by the loader registered for ``kind`` (``skipped``: rows left out as invalid); ``seed``
+        picks NESTFUL's distractor tools."""
+        items = REGISTRY.dataset(self.kind).load(self, seed)
+        return items if isinstance(items, LoadedItems) else LoadedItems(items)
 
 
 def _owners(entries: Iterable[DatasetEntry | TaskEntry]) -> dict[str, set[str]]:
@@ -99,7 +106,8 @@ class TaskSpec(BaseModel):
     """What runs on each item: the intent classifier (``model``: a trained folder, default the demo), a whole
     run, one BFCL function call, or a NESTFUL plan; the last three on each matrix cell's tier.
 
-    ``max_tokens`` overrides the tier's output limit for function_call/plan; ``max_calls`` caps a plan's length.
+    ``max_tokens`` overrides the tier's output limit for function_call/plan; ``max_calls`` caps how many calls a
+    plan or a function_call reply may have.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -189,7 +197,7 @@ def load_suite(spec: str | Path) -> Suite:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "suite"
-        raise SuiteError(f"{path}: {where}: {first['msg']}") from None
+        raise SuiteError(f"{path}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
     base = path.resolve().parent
     if suite.dataset.path is not None:
         suite.dataset.path = base / Path(os.path.expandvars(suite.dataset.path))

@@ -52,9 +52,8 @@ class OrchestratorDeps:
     confirm_plan: bool = False
 
 
-def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver | None = None,
-                       forced_pattern: str | None = None) -> CompiledStateGraph:
-    """Compile the orchestrator; ``forced_pattern`` overrides the planner's choice of pattern."""
+def orchestrator_nodes(deps: OrchestratorDeps, forced_pattern: str | None = None) -> dict[str, Callable[..., RunState]]:
+    """The orchestrator's nodes by name, over ``deps``; the public API (tierflow.nodes) reuses them one by one."""
     if forced_pattern is not None and forced_pattern not in deps.patterns:
         raise ValueError(f"pattern {forced_pattern!r} is not available; available: {', '.join(deps.patterns)}")
     teams = {name: build(deps.worker) for name, build in deps.patterns.items()}
@@ -162,20 +161,23 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
             return {"notes": [f"memory write failed, the run is not remembered: {exc}"]}
         return {}
 
+    return {"classify_intent": classify_intent, "out_of_scope": out_of_scope, "recall": recall, "plan": plan,
+            "confirm_plan": confirm_plan, "execute": execute, "synthesize": synthesize, "remember": remember}
+
+
+def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver | None = None,
+                       forced_pattern: str | None = None) -> CompiledStateGraph:
+    """Compile the orchestrator; ``forced_pattern`` overrides the planner's choice of pattern."""
+    nodes = orchestrator_nodes(deps, forced_pattern)
     graph = StateGraph(RunState)
-    graph.add_node("classify_intent", classify_intent)
-    graph.add_node("out_of_scope", out_of_scope)
-    graph.add_node("recall", recall)
-    graph.add_node("plan", plan)
-    graph.add_node("execute", execute)
-    graph.add_node("synthesize", synthesize)
-    graph.add_node("remember", remember)
+    for name in ("classify_intent", "out_of_scope", "recall", "plan", "execute", "synthesize", "remember"):
+        graph.add_node(name, nodes[name])
     graph.add_edge(START, "classify_intent")
     graph.add_conditional_edges("classify_intent", lambda s: s["route"],
                                 {"in_scope": "recall", "out_of_scope": "out_of_scope"})
     graph.add_edge("out_of_scope", END)
     graph.add_edge("recall", "plan")
-    graph.add_node("confirm_plan", confirm_plan)
+    graph.add_node("confirm_plan", nodes["confirm_plan"])
     graph.add_edge("plan", "confirm_plan")
     graph.add_conditional_edges("confirm_plan", lambda s: s["route"], {"approved": "execute", "cancelled": END})
     graph.add_edge("execute", "synthesize")

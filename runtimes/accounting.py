@@ -10,7 +10,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tierflow.runtimes.context import RunContext
 
@@ -24,6 +24,7 @@ class ModelCall(BaseModel):
     input_tokens: int
     output_tokens: int
     error: str | None = None
+    kind: str = Field("model", description='"model" (a tier) or "a2a" (a remote A2A agent)')
     # How the router chose the tier (absent when a tier was called directly).
     rule: str | None = None
     fallback_from: str | None = None
@@ -40,7 +41,7 @@ class ModelCallRecorder(BaseCallbackHandler):
 
     def __init__(self) -> None:
         self.calls: list[ModelCall] = []
-        self._started: dict[UUID, tuple[float, str, str]] = {}
+        self._started: dict[UUID, tuple[float, str, str, str]] = {}
         self._lock = threading.Lock()
 
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *,
@@ -48,15 +49,16 @@ class ModelCallRecorder(BaseCallbackHandler):
         params = kwargs.get("invocation_params") or {}
         tier = str(RunContext.from_metadata(metadata).tier or params.get("tier") or "?")
         model = str(params.get("model_name") or params.get("model") or params.get("model_path") or "?")
+        kind = str(params.get("kind") or "model")  # a remote A2A agent's model says "a2a"
         with self._lock:
-            self._started[run_id] = (time.perf_counter(), tier, model)
+            self._started[run_id] = (time.perf_counter(), tier, model, kind)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
             started = self._started.pop(run_id, None)
         if started is None:
             return
-        t0, tier, model = started
+        t0, tier, model, kind = started
         input_tokens = output_tokens = 0
         route: dict[str, Any] = {}
         for generations in response.generations:
@@ -67,18 +69,20 @@ class ModelCallRecorder(BaseCallbackHandler):
                 output_tokens += int(usage.get("output_tokens", 0))
                 meta = getattr(message, "response_metadata", None) or {}
                 route = meta.get("route") or route
+                kind = str(meta.get("kind") or route.get("kind") or kind)
                 tier = str(route.get("tier") or meta.get("tier") or tier)
                 model = str(meta.get("model_name") or model)
         self._append(ModelCall(tier=tier, model=model, latency_ms=(time.perf_counter() - t0) * 1000,
-                               input_tokens=input_tokens, output_tokens=output_tokens, rule=route.get("rule"),
-                               fallback_from=route.get("fallback_from"), attempt=route.get("attempt")))
+                               input_tokens=input_tokens, output_tokens=output_tokens, kind=kind,
+                               rule=route.get("rule"), fallback_from=route.get("fallback_from"),
+                               attempt=route.get("attempt")))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
             started = self._started.pop(run_id, None)
         if started is None:
             return
-        t0, tier, model = started
+        t0, tier, model, kind = started
         rule: str | None = None
         tried = getattr(error, "tried", None)
         if tried is not None:  # the router's NoTierAvailable: name the tiers it tried (or say none could be)
@@ -89,7 +93,7 @@ class ModelCallRecorder(BaseCallbackHandler):
             tier = str(error.tier)  # type: ignore[attr-defined]
         self._append(ModelCall(tier=tier, model=model, latency_ms=(time.perf_counter() - t0) * 1000,
                                input_tokens=0, output_tokens=0, error=f"{type(error).__name__}: {error}",
-                               rule=rule))
+                               kind=kind, rule=rule))
 
     def _append(self, call: ModelCall) -> None:
         with self._lock:

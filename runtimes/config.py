@@ -11,6 +11,15 @@ TierKind = Literal["llamacpp", "torch", "openai"]
 DataClass = Literal["public", "private"]
 
 
+class RateLimit(BaseModel):
+    """At most ``calls`` calls start within any window of ``period_s`` seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = Field(ge=1)
+    period_s: float = Field(gt=0)
+
+
 class TierConfig(BaseModel):
     """One device tier.
 
@@ -46,6 +55,10 @@ class TierConfig(BaseModel):
     json_schema: bool = Field(True, description="can decode under a JSON schema")
     tool_calling: bool = Field(False, description="native tool calling (tierflow's agents do not need it)")
     expected_latency_ms: float = Field(1000.0, gt=0)
+    # Capacity of the tier for all of tierflow: calls in flight at once and calls started per period. The DBOS
+    # executor enforces both across every worker (a DBOS queue per limited tier); None means no limit.
+    max_concurrency: int | None = Field(None, ge=1, description="calls in flight at once, across all workers")
+    rate_limit: RateLimit | None = Field(None, description="at most `calls` call starts per `period_s` seconds")
     # torch tier only: weights to convert (GGUF; empty = the shipped SmolLM2), quantization, device.
     quantize: Literal["none", "int8"] = "int8"
     device: Literal["auto", "cpu", "cuda"] = "auto"

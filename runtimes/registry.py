@@ -126,24 +126,28 @@ class TierRegistry:
         return len(text) // 4 + 1
 
     def _tokenizer(self, name: str, config: TierConfig) -> Any:
-        """The tier's GGUF loaded as a tokenizer only (no weights), once."""
+        """The tier's GGUF loaded as a tokenizer only (no weights), once.
+
+        Loaded under the registry's lock, like the tiers: llama.cpp's quiet load points the process's stdout and
+        stderr at /dev/null and back, and two loads at once (parallel branches) left them there for good.
+        """
         with self._lock:
             found = self._tokenizers.get(name)
-        if found is not None:
-            return found
-        from llama_cpp import _internals, llama_cpp
+            if found is not None:
+                return found
+            from llama_cpp import _internals, llama_cpp
 
-        from tierflow.runtimes.mobile import shipped_model_path
+            from tierflow.runtimes.mobile import shipped_model_path
 
-        path = config.model_path or str(shipped_model_path(config.shipped))
-        params = llama_cpp.llama_model_default_params()
-        params.vocab_only = True  # the tokenizer without weights or a context: milliseconds, a few MB
-        try:
-            made = _internals.LlamaModel(path_model=path, params=params, verbose=False)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise TierUnavailableError(name, f"could not read the tokenizer of {Path(path).name}: {exc}") from exc
-        with self._lock:
-            return self._tokenizers.setdefault(name, made)
+            path = config.model_path or str(shipped_model_path(config.shipped))
+            params = llama_cpp.llama_model_default_params()
+            params.vocab_only = True  # the tokenizer without weights or a context: milliseconds, a few MB
+            try:
+                made = _internals.LlamaModel(path_model=path, params=params, verbose=False)
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise TierUnavailableError(name, f"could not read the tokenizer of {Path(path).name}: {exc}") from exc
+            self._tokenizers[name] = made
+            return made
 
     def ensure_usable(self, names: Iterable[str | None] | None = None) -> None:
         """Fail at start, not mid-run, when a tier in ``names`` (default: every declared tier) cannot load or be

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import jsonschema
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -38,6 +38,7 @@ from tierflow.runtimes.errors import (
     SchemaMismatch,
     TierConfigError,
 )
+from tierflow.runtimes.journal import current_journal
 from tierflow.runtimes.privacy import DEFAULT_PRIVATE_PATTERNS
 from tierflow.runtimes.registry import TierRegistry
 from tierflow.runtimes.schema import schema_of
@@ -126,6 +127,22 @@ class _Ledger:
 _MAX_LEDGERS = 1024
 
 
+class SharedCircuits(Protocol):
+    """Tier circuits shared by processes, so one worker's discovery that a tier is down spares the others."""
+
+    def opened_for(self, tier: str) -> float | None:
+        """Seconds since ``tier``'s shared circuit opened, or None while it is closed."""
+        ...
+
+    def failed(self, tier: str, threshold: int, error: str) -> None:
+        """Count a failure; the ``threshold``-th in a row (or any while open) opens the circuit now."""
+        ...
+
+    def succeeded(self, tier: str) -> None:
+        """Close ``tier``'s circuit and reset its failures."""
+        ...
+
+
 @dataclass
 class RouterState:
     """What a router shares with its :meth:`TierRouter.for_agent` views: tier circuits, run ledgers, and the
@@ -136,6 +153,8 @@ class RouterState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     circuits: dict[str, _Circuit] = field(default_factory=dict)
     ledgers: OrderedDict[str, _Ledger] = field(default_factory=OrderedDict)
+    # Circuits every worker sees (the DBOS executor keeps them in its database); None: this process only.
+    shared_circuits: SharedCircuits | None = None
 
     @classmethod
     def from_policy(cls, policy: RoutingPolicy) -> RouterState:
@@ -225,6 +244,11 @@ class TierRouter(BaseChatModel):
             if circuit.state(self.policy.circuit_cooldown_s, now) == "open":
                 skipped[name] = "circuit open after failures"
                 continue
+            shared = self.shared_state.shared_circuits
+            opened_for = shared.opened_for(name) if shared is not None else None
+            if opened_for is not None and opened_for < self.policy.circuit_cooldown_s:
+                skipped[name] = "circuit open after failures (seen by another worker)"
+                continue
             reserve = max_tokens or config.max_tokens
             tokens = prompt_tokens(name)
             if tokens + reserve > config.n_ctx:
@@ -262,7 +286,7 @@ class TierRouter(BaseChatModel):
             name, rule = queue.pop(0)
             attempt += 1
             try:
-                result = self.registry.chat_model(name)._generate(messages, stop=stop, **plan.call_kwargs)
+                result, key = self._call_tier(name, messages, stop, plan.call_kwargs)
             except ContextLengthExceeded as exc:
                 failures[name] = exc
                 continue
@@ -274,7 +298,7 @@ class TierRouter(BaseChatModel):
                 continue
             self._record_success(name)
             message = result.generations[0].message
-            self._charge(plan.run_id, name, message)
+            self._charge(plan.run_id, name, message, key)
             problem = _schema_problem(message, schema) if schema is not None else None
             if problem and escalations < self.policy.max_escalations:
                 stronger = [(n, "escalation") for n, _ in queue
@@ -295,6 +319,12 @@ class TierRouter(BaseChatModel):
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         # Streaming falls back only before the first token: once text reached the caller it stays.
+        if current_journal() is not None:  # a journaled call is recorded whole: its reply comes as one chunk
+            message = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs).generations[0].message
+            yield ChatGenerationChunk(message=AIMessageChunk(content=message.content,
+                                                             usage_metadata=getattr(message, "usage_metadata", None),
+                                                             response_metadata=dict(message.response_metadata)))
+            return
         plan = self._plan(messages, run_manager, kwargs)
         failures: dict[str, BaseException] = {}
         fallback_from: str | None = None
@@ -353,6 +383,15 @@ class TierRouter(BaseChatModel):
             raise NoTierAvailable(skipped)
         return _CallPlan(candidates=candidates, skipped=skipped, call_kwargs=kwargs, run_id=run_id, degraded=degraded)
 
+    def _call_tier(self, name: str, messages: list[BaseMessage], stop: list[str] | None,
+                   kwargs: dict[str, Any]) -> tuple[ChatResult, str | None]:
+        """One call to tier ``name``, through the run's call journal when an executor installed one."""
+        journal = current_journal()
+        if journal is None:
+            return self.registry.chat_model(name)._generate(messages, stop=stop, **kwargs), None
+        return journal.model_call(name, messages, stop, kwargs,
+                                  lambda: self.registry.chat_model(name)._generate(messages, stop=stop, **kwargs))
+
     def _price(self, name: str) -> float:
         return sum(tier_price(self.registry.config(name)))
 
@@ -371,6 +410,9 @@ class TierRouter(BaseChatModel):
             circuit.last_error = error
             if circuit.failures >= self.policy.circuit_failures or circuit.opened_at is not None:
                 circuit.opened_at = self.clock()
+        if self.shared_state.shared_circuits is not None:
+            self.shared_state.shared_circuits.failed(name, self.policy.circuit_failures,
+                                                     f"{type(error).__name__}: {error}")
 
     def _record_success(self, name: str) -> None:
         circuit = self._circuit(name)
@@ -378,10 +420,32 @@ class TierRouter(BaseChatModel):
             circuit.failures = 0
             circuit.opened_at = None
             circuit.last_error = None
+        if self.shared_state.shared_circuits is not None:
+            self.shared_state.shared_circuits.succeeded(name)
 
     def ledger(self, run_id: str | None) -> dict[str, float]:
         """Usage of run ``run_id`` so far (tokens, cost, wall seconds)."""
         return self._ledger(run_id).usage()
+
+    # ----- the same rules for calls that do not go through a tier (remote A2A agents) --------------
+
+    def check_budget(self, run_id: str | None) -> bool:
+        """False within the run's budget; True when over it and the policy degrades; raises BudgetExceeded else."""
+        return self._check_budget(run_id)
+
+    def charge(self, run_id: str | None, tokens: int = 0, cost: float = 0.0) -> None:
+        """Add a call's tokens and cost to run ``run_id``'s ledger (parallel branches add up)."""
+        ledger = self._ledger(run_id)
+        with self.shared_state.lock:
+            ledger.tokens += int(tokens)
+            ledger.cost += float(cost)
+
+    def record_outcome(self, name: str, error: BaseException | None = None) -> None:
+        """Count a call's success or failure on ``name``'s circuit breaker (see ``circuit_state``)."""
+        if error is None:
+            self._record_success(name)
+        else:
+            self._record_failure(name, error)
 
     def _ledger(self, run_id: str | None) -> _Ledger:
         key = run_id or "(no run)"
@@ -399,6 +463,10 @@ class TierRouter(BaseChatModel):
         ledger = self._ledger(run_id)
         with self.shared_state.lock:
             usage = ledger.usage()
+        journal = current_journal()
+        if journal is not None and run_id is not None:  # charged durably: every process's calls of the run count
+            tokens, cost = journal.usage(run_id)
+            usage.update(tokens=tokens, cost=round(cost, 6))
         crossed = next((limit for limit, used, cap in (("tokens", usage["tokens"], budget.max_tokens),
                                                        ("cost", usage["cost"], budget.max_cost),
                                                        ("wall_s", usage["wall_s"], budget.max_wall_s))
@@ -409,10 +477,14 @@ class TierRouter(BaseChatModel):
             raise BudgetExceeded(crossed, usage, budget.model_dump(exclude={"on_exceed"}))
         return True
 
-    def _charge(self, run_id: str | None, name: str, message: BaseMessage) -> None:
+    def _charge(self, run_id: str | None, name: str, message: BaseMessage, key: str | None = None) -> None:
         usage = getattr(message, "usage_metadata", None) or {}
         tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
         cost = call_cost(tier_price(self.registry.config(name)), tokens_in, tokens_out).total
+        journal = current_journal()
+        if journal is not None and key is not None and run_id is not None:
+            journal.charge(run_id, key, tokens_in + tokens_out, cost)  # once per call key, replays included
+            return
         ledger = self._ledger(run_id)
         with self.shared_state.lock:
             ledger.tokens += tokens_in + tokens_out

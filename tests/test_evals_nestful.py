@@ -71,18 +71,18 @@ def test_bad_rows_are_reported_by_file_line_and_row(tmp_path):
     for number, (bad, message) in enumerate(cases):
         data = collection(tmp_path / str(number), [good, bad])
         with pytest.raises(DatasetError) as err:
-            load_nestful("executable", data_dir=data)
+            load_nestful("executable", data_dir=data, skip_invalid=False)
         assert message in str(err.value), (message, str(err.value))
         lines = (data / "executable" / "executable-data.json").read_text().splitlines()
         assert err.value.line is not None and lines[err.value.line - 1].strip() == "{", err.value.line  # row start
         assert err.value.path.name == "executable-data.json"
-        skipped: list[DatasetError] = []
-        kept = load_nestful("executable", data_dir=data, skip_invalid=True, skipped=skipped)
-        assert [i.id for i in kept] == ["executable-0"] and len(skipped) == 1  # skip_invalid keeps the good row
+        kept = load_nestful("executable", data_dir=data)  # by default a bad row is skipped, and counted
+        assert [i.id for i in kept] == ["executable-0"] and [str(e) for e in kept.skipped] == [str(err.value)]
+        assert len(load_nestful("executable", data_dir=data, limit=1, skip_invalid=False)) == 1  # limit comes first
 
     broken = collection(tmp_path / "json", '[\n  {"input": "a", "output": []},\n  {"input": oops}\n]')
     with pytest.raises(DatasetError, match="invalid JSON in row 1") as err:
-        load_nestful("executable", data_dir=broken)
+        load_nestful("executable", data_dir=broken)  # a file that is not JSON is never skipped
     assert err.value.line == 3
     with pytest.raises(DatasetError, match="expected a JSON array"):
         load_nestful("executable", data_dir=collection(tmp_path / "obj", '{"input": "a"}'))

@@ -20,7 +20,8 @@ PACKAGE = "tierflow.evals"
 def test_every_kind_a_suite_may_name_is_registered_and_nothing_else():
     assert set(REGISTRY.datasets()) == set(typing.get_args(DatasetKind))
     assert set(REGISTRY.tasks()) == set(typing.get_args(TaskKind))
-    assert set(REGISTRY.datasets()["bfcl"].fields) == {"category"}
+    assert set(REGISTRY.datasets()["bfcl"].fields) == {"category", "skip_invalid"}
+    assert REGISTRY.datasets()["bfcl"].check is not None  # unknown categories fail as the suite loads
     assert REGISTRY.tasks()["plan"].build is not None and REGISTRY.tasks()["run"].build is None
     # a field a kind reads must exist on the spec that carries it in a suite file
     assert set().union(*(d.fields for d in REGISTRY.datasets().values())) <= set(DatasetSpec.model_fields)

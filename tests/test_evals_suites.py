@@ -40,7 +40,12 @@ def test_shipped_suites_load_and_bad_combinations_are_named(tmp_path):
         "a run task needs a jsonl dataset, not bfcl": {"task": {"kind": "run"}},
         "matrix.patterns apply to run tasks only, not function_call": {"matrix": {"patterns": ["parallel"]}},
         "dataset.collection applies to kind nestful, not bfcl": {"dataset": {"kind": "bfcl", "collection": "sgd"}},
-        "task.max_calls applies to kind plan, not function_call": {"task": {"kind": "function_call", "max_calls": 3}},
+        "task.max_calls applies to kind function_call or plan, not run": {"task": {"kind": "run", "max_calls": 3},
+                                                                          "dataset": {"kind": "jsonl", "path": "x"}},
+        "unknown BFCL category 'simple' (did you mean simple_python": {"dataset": {"kind": "bfcl",
+                                                                                  "category": "simple"}},
+        "valid: simple_python, simple_java, simple_javascript, multiple": {"dataset": {"kind": "bfcl",
+                                                                                       "category": ["exec"]}},
         "task.model applies to kind intent, not plan": {"task": {"kind": "plan", "model": "x"},
                                                         "dataset": {"kind": "nestful"}},
         "a jsonl dataset needs a path": {"dataset": {"kind": "jsonl"}, "task": {"kind": "run"}},
@@ -52,6 +57,28 @@ def test_shipped_suites_load_and_bad_combinations_are_named(tmp_path):
             load_suite(write_suite(tmp_path, **fields))
     both = runner.invoke(app, ["eval", "bfcl-simple", "--limit", "3", "--all", "--out", str(tmp_path)])
     assert both.exit_code == 2 and "--limit and --all contradict" in both.output
+    for name in ("bfcl-multiple", "bfcl-parallel", "bfcl-irrelevance", "bfcl-live"):
+        shipped = load_suite(name)
+        assert shipped.dataset.kind == "bfcl" and shipped.matrix.tiers == ["mobile"], name
+        assert (REPO / "evals" / "baselines" / f"{name}.mobile.json").is_file(), name
+    live = load_suite("bfcl-live").dataset.load()
+    assert len(live) == 36 and len({i.group for i in live}) == 6
+
+
+def test_cli_errors_are_printed_as_written(tmp_path):
+    """Text in square brackets (rich markup syntax) reaches the terminal literally, on one line, exit status 2."""
+    data = tmp_path / "data"
+    (data / "possible_answer").mkdir(parents=True)
+    row = {"id": "a", "question": [[{"role": "user", "content": "hi"}]],
+           "function": [{"name": "f", "parameters": {"type": "dict", "properties": {}}}]}
+    (data / "BFCL_v4_simple_python.json").write_text(json.dumps(row) + "\n")
+    (data / "possible_answer" / "BFCL_v4_simple_python.json").write_text('{"id": "a", "ground_truth": "[bold]"}\n')
+    suite = write_suite(tmp_path, dataset={"kind": "bfcl", "path": str(data), "skip_invalid": False})
+    result = runner.invoke(app, ["eval", str(suite), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "must be [{function_name: {param: [acceptable values]}}, ...]" in result.output
+    missing = runner.invoke(app, ["eval", "no-[bold]such[/bold]-suite"])
+    assert missing.exit_code == 2 and "suite 'no-[bold]such[/bold]-suite' not found" in missing.output
 
 
 def eval_json(*args: str) -> dict:
@@ -90,9 +117,9 @@ def test_bfcl_simple_through_the_cli_on_the_tiny_tier(tmp_path):
     # the stored metrics are those of the call the model made, and its name is the one the schema allows
     assert_scored_from_output("bfcl-simple", records, ["bfcl_ast", "bfcl_ast_errors"])
     items = {i.id: i for i in load_suite("bfcl-simple").dataset.load()}
-    for r in records:
-        name = items[r["item"]].expected["bfcl"]["function"]["name"]
-        assert r["output"]["call"].startswith(f"{name}(") or r["output"].get("output_error"), r["output"]
+    for r in records:  # calls only of the function offered, or none; or an unusable reply, said so
+        name = items[r["item"]].expected["bfcl"]["functions"][0]["name"]
+        assert {c["name"] for c in r["output"]["calls"]} <= {name} or r["output"].get("output_error"), r["output"]
     assert "tier mix" in (tmp_path / "report.md").read_text() and "tiny 100%" in (tmp_path / "report.md").read_text()
     # a rerun resumes: nothing is asked again, the report is the same
     assert eval_json("bfcl-simple", "--limit", "2", "--tier", "tiny", "--out", str(tmp_path))["cells"] == \
@@ -131,3 +158,15 @@ def test_nestful_plans_end_to_end_on_the_tiny_tier(tmp_path):
         offered = {t["name"] for t in items[record["item"]].expected["nestful"]["tools"]}
         assert {c["name"] for c in output["calls"]} <= offered
         assert {c["label"] for c in output["calls"]} <= {"var1", "var2", "var3", "var4"}
+
+
+def test_the_readme_set_up_installs_the_eval_data_it_pins():
+    """`bash infra/setup.sh` (the README's set-up) runs the eval-data step, which pins what is installed here."""
+    import importlib.metadata
+    import re
+
+    assert "bash infra/setup.d/60-eval-data.sh" in (REPO / "infra" / "setup.sh").read_text()
+    step = (REPO / "infra" / "setup.d" / "60-eval-data.sh").read_text()
+    pinned = dict(re.findall(r"^(BFCL_EVAL|NESTFUL_WRAPPER)=(\S+)$", step, re.MULTILINE))
+    assert importlib.metadata.version("bfcl-eval") == pinned["BFCL_EVAL"]
+    assert importlib.metadata.version("nestful-wrapper") == pinned["NESTFUL_WRAPPER"]

@@ -58,3 +58,12 @@ def test_the_calculator_schema_admits_only_arithmetic():
     assert not ok.match("") and not ok.match("seventeen times 23") and not ok.match("()")
     with pytest.raises(ValueError, match="at least 1 character"):
         calculator.invoke({"expression": ""})
+
+
+def test_convert_units_takes_the_value_as_a_number_or_as_text():
+    from tierflow.tools.native import convert_units
+
+    for value in (5, 5.0, "5"):
+        assert convert_units.invoke({"value": value, "from_unit": "km", "to_unit": "m"}) == "5000 m"
+    with pytest.raises(ValueError, match="valid string"):
+        convert_units.invoke({"value": True, "from_unit": "km", "to_unit": "m"})

@@ -29,7 +29,7 @@ MAY_IMPORT = {
     "graphs": {"agents", "runtimes", "tools", "memory"},
     "mcp_servers": {"graphs", "agents", "memory", "runtimes", "tools"},
     "evals": {"graphs", "agents", "runtimes"},
-    "examples": {"graphs", "agents", "runtimes", "tools", "memory"},
+    "examples": {"tierflow", "graphs", "agents", "runtimes", "tools", "memory"},  # user code: the public API too
 }
 
 

@@ -56,10 +56,16 @@ def build_deps(settings: Settings, classifier: IntentClassifier | None = None,
     tools = ToolRegistry(native_tools())
     for tool in mcp_tools(settings):  # tools of the MCP servers declared in settings, same registry
         tools.register(tool)
+    worker = WorkerAgent(routers["worker"], tools, max_steps=settings.worker_max_steps)
+    if settings.a2a_agents:  # remote A2A agents join the roster as roles, under the worker router's rules
+        from tierflow.agents.remote import RosterWorker
+
+        worker = RosterWorker(worker, settings.a2a_agents, routers["worker"])
     return OrchestratorDeps(
         classifier=classifier or load_classifier(settings),
-        decomposer=TaskDecomposer(routers["planner"], tools.names, max_subtasks=settings.max_subtasks),
-        worker=WorkerAgent(routers["worker"], tools, max_steps=settings.worker_max_steps),
+        decomposer=TaskDecomposer(routers["planner"], tools.names, roles=worker.roles,
+                                  max_subtasks=settings.max_subtasks),
+        worker=worker,
         synthesizer=Synthesizer(routers["synthesizer"]),
         out_of_scope=settings.out_of_scope,
         min_confidence=settings.min_confidence,

@@ -106,7 +106,8 @@ def run(
 
     def prepare(settings: Settings) -> Start:
         from tierflow.app import build_deps, build_graph
-        from tierflow.graphs.runner import run_request
+        from tierflow.graphs.executor import RunSpec
+        from tierflow.worker_cli import execute
 
         registry = settings.registry()
         tiers = settings.run_tiers(private=private)  # only what this run starts on: others load when routed to
@@ -115,8 +116,10 @@ def run(
         deps = build_deps(settings, registry=registry, classifier=_LazyClassifier(settings) if graph else None)
         deps.confirm_plan = confirm_plan
         compiled = build_graph(settings, deps, graph, pattern)
-        return lambda callbacks, on_event: run_request(compiled, request, run_id=run_id, user_id=user,
-                                                       callbacks=callbacks, on_event=on_event, private=private)
+        spec = RunSpec(request=request, user_id=user, private=private, graph=graph, pattern=pattern, tier=tier,
+                       confirm_plan=confirm_plan, **({"run_id": run_id} if run_id else {}))
+        # [executor] kind: in this process, or as a DBOS workflow (durable, recoverable by any worker)
+        return lambda callbacks, on_event: execute(settings, spec, compiled, callbacks, on_event, config)
 
     _execute(prepare, config=config, tier=tier, checkpointer=checkpointer, trace_file=trace_file, as_json=as_json,
              stream=stream)
@@ -229,7 +232,8 @@ def resume(
 
     def prepare(settings: Settings) -> Start:
         from tierflow.app import build_deps, build_graph
-        from tierflow.graphs.runner import resume_run
+        from tierflow.graphs.executor import RunSpec
+        from tierflow.worker_cli import execute
 
         deps = build_deps(settings, classifier=_LazyClassifier(settings))
         compiled = build_graph(settings, deps, graph, pattern)
@@ -237,8 +241,9 @@ def resume(
         if "confirm_plan" in compiled.get_state({"configurable": {"thread_id": run_id}}).next:
             deps.confirm_plan = True
             compiled = build_graph(settings, deps, graph, pattern)
-        return lambda callbacks, on_event: resume_run(compiled, run_id, answer=answer, callbacks=callbacks,
-                                                      on_event=on_event)
+        spec = RunSpec(run_id=run_id, answer=answer, graph=graph, pattern=pattern, tier=tier,
+                       confirm_plan=deps.confirm_plan)
+        return lambda callbacks, on_event: execute(settings, spec, compiled, callbacks, on_event, config)
 
     _execute(prepare, config=config, tier=tier, checkpointer=checkpointer, trace_file=trace_file, as_json=as_json,
              stream=stream)
@@ -368,18 +373,35 @@ class _null:
         return None
 
 
+config_app = typer.Typer(help="the effective settings", no_args_is_help=True)
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None) -> None:
+    """Print the effective settings (defaults, file, TIERFLOW_* variables) as TOML, with secrets masked."""
+    from tierflow.settings import load_settings
+
+    print(load_settings(config).to_toml(mask_secrets=True), end="")  # plain print: TOML is never markup
+
+
 def _register_subcommands() -> None:
+    from tierflow.a2a_cli import a2a_app
     from tierflow.eval_cli import eval_command
     from tierflow.intents_cli import intents_app
     from tierflow.mcp_cli import mcp_app
     from tierflow.memory_cli import memory_app
     from tierflow.traces_cli import traces_app
+    from tierflow.worker_cli import register as register_scale_out
 
     app.add_typer(intents_app, name="intents", help="train, evaluate and try intent models")
     app.add_typer(mcp_app, name="mcp")
+    app.add_typer(a2a_app, name="a2a")
     app.add_typer(memory_app, name="memory")
     app.add_typer(traces_app, name="traces")
+    app.add_typer(config_app, name="config")
     app.command("eval")(eval_command)
+    # worker, submit, status, runs, cancel, workers
+    register_scale_out(app, read_request=read_request, print_result=_print_result)
 
 
 _register_subcommands()

@@ -33,6 +33,9 @@ def eval_command(
                                             "(ignore the suite's dataset.limit)")] = False,
     tiers: Annotated[list[str] | None, typer.Option("--tier", help="run on this tier instead of the suite's "
                                                     "matrix.tiers (repeat for several)")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="inprocess, or dbos: every (item, cell, repeat) "
+                                          "becomes a workflow for `tierflow worker` processes on the database of "
+                                          "the executor settings (no Langfuse experiment then)")] = "inprocess",
 ) -> None:
     """Run SUITE over its tier × pattern matrix, write report.json/.md/.html, and compare with --baseline.
 
@@ -66,10 +69,18 @@ def eval_command(
         if fresh and results.exists():
             results.unlink()
         items = spec.dataset.load(seed=spec.seed)
-        task = _task(spec, intent_model, config, folder)
-        experiment = _experiment(spec, items, config or spec.task.config, folder)
-        records = run_suite(spec, task, items, results, progress=progress and not as_json, observer=experiment)
-        report = summarize(spec, records)
+        if items.skipped and not as_json:
+            err.print(f"dataset: {len(items.skipped)} invalid row(s) skipped (listed in the report); first: "
+                      f"{items.skipped[0]}", highlight=False, markup=False)
+        if executor not in ("inprocess", "dbos"):
+            raise EvalError(f"--executor must be inprocess or dbos, got {executor!r}")
+        if executor == "dbos":
+            records = _run_distributed(spec, items, results, config, folder, intent_model, progress and not as_json)
+        else:
+            task = _task(spec, intent_model, config, folder)
+            experiment = _experiment(spec, items, config or spec.task.config, folder)
+            records = run_suite(spec, task, items, results, progress=progress and not as_json, observer=experiment)
+        report = summarize(spec, records, items)
         if experiment is not None:
             experiment.close()
             report["langfuse"] = experiment.summary()
@@ -97,6 +108,45 @@ def eval_command(
             err.print(f"no regression against {baseline} (tolerance {tolerance:g})", highlight=False, markup=False)
     if regressions and fail_on_regression:
         raise typer.Exit(1)
+
+
+def _run_distributed(spec, items, results: Path, config: Path | None, folder: Path, intent_model: Path | None,
+                     progress: bool) -> list[dict]:
+    """The suite's units as DBOS workflows on the settings' [executor] database, executed by workers."""
+    from tierflow.evals.distributed import run_suite_distributed
+    from tierflow.graphs.dbos_executor import DbosClient
+
+    settings = _settings(config or spec.task.config, folder)
+    client = DbosClient(settings.executor, settings.home)
+    context = {"config": str(Path(config).resolve()) if config else None, "folder": str(folder.resolve()),
+               "intent_model": str(Path(intent_model).resolve()) if intent_model else None}
+    try:
+        return run_suite_distributed(spec, items, results, client, context, progress=progress,
+                                     poll_s=settings.executor.poll_s)
+    finally:
+        client.close()
+
+
+def register_eval_jobs(config: Path | None = None) -> None:
+    """Let this worker execute eval units (``tierflow eval --executor dbos``); ``config`` is unused: each unit
+    carries the settings file its coordinator named."""
+    import threading
+
+    from tierflow.evals.distributed import UNIT_JOB, run_unit
+    from tierflow.graphs.dbos_executor import register_job
+
+    cache: dict = {}
+    lock = threading.Lock()
+
+    def task_for(suite, context):
+        config_path = Path(context["config"]) if context.get("config") else None
+        model = Path(context["intent_model"]) if context.get("intent_model") else None
+        return _task(suite, model, config_path, Path(context["folder"]))
+
+    def handler(payload: dict) -> dict:
+        return run_unit(payload, task_for, cache, lock)
+
+    register_job(UNIT_JOB, handler)
 
 
 def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):

@@ -6,16 +6,19 @@ import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from tierflow.agents.remote_config import RemoteAgentConfig, check_agent_names
+from tierflow.graphs.executor_config import ExecutorConfig
 from tierflow.memory.config import MemoryConfig
 from tierflow.runtimes.config import TierConfig, default_tiers
 from tierflow.runtimes.cost import Price, tier_prices
@@ -26,6 +29,7 @@ from tierflow.tools.mcp.config import McpServerConfig
 from tierflow.tracing.config import TracingSettings
 
 _TOML_PATH: ContextVar[Path | None] = ContextVar("tierflow_toml_path", default=None)
+_TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("tierflow_toml_data", default=None)
 DEFAULT_CONFIG_NAME = "tierflow.toml"
 AgentKind = Literal["planner", "worker", "synthesizer"]
 AGENT_KINDS: tuple[AgentKind, ...] = ("planner", "worker", "synthesizer")
@@ -39,10 +43,52 @@ def default_home() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tierflow"
 
 
+def describe_errors(exc: ValidationError) -> str:
+    """Every problem of a validation error as ``field.path: message (got value)``, joined by "; "."""
+    def one(error: Any) -> str:
+        where = ".".join(str(p) for p in error["loc"]) or "(root)"
+        got = error.get("input")
+        shown = "" if error["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else \
+            f" (got {got!r:.80})"
+        return f"{where}: {error['msg'].removeprefix('Value error, ')}{shown}"
+    return "; ".join(one(e) for e in exc.errors())
+
+
 class Settings(BaseSettings):
-    """Everything ``tierflow`` wires together: tiers, which tier each agent uses, limits, data paths."""
+    """Everything ``tierflow`` wires together: tiers, which tier each agent uses, limits, data paths.
+
+    Build it in code (``Settings(default_tier="tiny", tiers={...})``; ``TIERFLOW_*`` variables fill in what is not
+    given), from a file (``load_settings``, ``Settings.from_toml``); ``to_toml()`` writes it back.
+    """
 
     model_config = SettingsConfigDict(env_prefix="TIERFLOW_", env_nested_delimiter="__", extra="forbid")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:  # one clear error naming every bad field, not pydantic's report
+            raise SettingsError(f"settings are invalid: {describe_errors(exc)}") from None
+
+    def to_toml(self, *, mask_secrets: bool = False) -> str:
+        """These settings as TOML text that ``from_toml`` reads back; ``mask_secrets`` hides tokens, keys, passwords."""
+        from tierflow._toml import dumps, plain
+
+        return dumps(plain(self.model_dump(), mask=mask_secrets))
+
+    @classmethod
+    def from_toml(cls, source: str | Path) -> Settings:
+        """Settings from a TOML file (a Path) or TOML text (a str), read like a settings file."""
+        if isinstance(source, Path):
+            return load_settings(source)
+        try:
+            data = tomllib.loads(source)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"settings text is not valid TOML: {exc}") from None
+        token = _TOML_DATA.set(data)
+        try:
+            return cls()
+        finally:
+            _TOML_DATA.reset(token)
 
     home: Path = Field(default_factory=default_home, description="data folder: checkpoints, traces")
     default_tier: str = "mobile"
@@ -57,6 +103,8 @@ class Settings(BaseSettings):
     max_subtasks: int = Field(6, ge=1, le=32)
     # MCP servers whose tools agents may call, by name (stdio command or streamable-HTTP URL).
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+    # Remote A2A agents that join the team as roles (and peers), governed by the routing rules like remote tiers.
+    a2a_agents: dict[str, RemoteAgentConfig] = Field(default_factory=dict)
     # Where runs are checkpointed: "sqlite" (home/checkpoints.sqlite), "sqlite:///PATH" or "postgres://...".
     checkpointer: str = Field("sqlite", pattern=r"^(sqlite|sqlite:///.+|postgres(ql)?://.+)$")
     # Langfuse export and the JSON-lines trace file; off unless keys (here or LANGFUSE_*) or a file are set.
@@ -65,6 +113,13 @@ class Settings(BaseSettings):
     routing: RoutingPolicy = Field(default_factory=RoutingPolicy)
     # Memory across runs: embedded SQLite at home/memory.sqlite by default, or Neo4j + Weaviate.
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    # Where runs execute: in this process (default), or as DBOS workflows that `tierflow worker` processes share.
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("a2a_agents", mode="after")
+    @classmethod
+    def _agent_names_are_roles(cls, agents: dict[str, RemoteAgentConfig]) -> dict[str, RemoteAgentConfig]:
+        return dict(check_agent_names(agents))
 
     @field_validator("home", mode="after")
     @classmethod
@@ -141,6 +196,9 @@ class Settings(BaseSettings):
         path = _TOML_PATH.get()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        data = _TOML_DATA.get()
+        if data is not None:  # Settings.from_toml(text): the text ranks where a settings file does
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=data))
         return tuple(sources)
 
 
@@ -172,9 +230,9 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
     token = _TOML_PATH.set(path)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
+    except SettingsError as exc:
         where = f"settings file {path}" if path else "settings"
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
-        raise SettingsError(f"{where} (or TIERFLOW_* environment) is invalid: {details}") from exc
+        details = str(exc).removeprefix("settings are invalid: ")
+        raise SettingsError(f"{where} (or TIERFLOW_* environment) is invalid: {details}") from None
     finally:
         _TOML_PATH.reset(token)

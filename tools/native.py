@@ -7,7 +7,7 @@ import operator
 from fractions import Fraction
 
 from langchain_core.tools import BaseTool, tool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tierflow.tools.errors import ToolInputError
 from tierflow.tools.grounding import DISTINCT, GROUNDED
@@ -94,6 +94,14 @@ class ConvertArgs(BaseModel):
 
     value: str = Field(max_length=60, description="the number to convert, e.g. 5 or 2.5",
                        json_schema_extra={GROUNDED: "number"})
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: object) -> object:
+        """A plain number (``5``, ``2.5``) is as good as its text: callers other than the grammar send numbers."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return repr(value) if isinstance(value, float) else str(value)
+        return value
     from_unit: str = Field(description="unit of the value",
                            json_schema_extra={"enum": unit_names(), GROUNDED: "mention"})
     to_unit: str = Field(description="unit wanted", json_schema_extra={"enum": unit_names(), GROUNDED: "mention",

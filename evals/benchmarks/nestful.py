@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import random
 import re
 import time
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from tierflow.evals.datasets import EvalItem, _read_text
+from tierflow.evals.datasets import EvalItem, LoadedItems, _read_text
 from tierflow.evals.errors import DatasetError
 from tierflow.evals.tasks import invoke_structured
 
@@ -60,16 +59,16 @@ COLLECTIONS: dict[str, tuple[str, str]] = {
 _REF = re.compile(r"\$([A-Za-z_][\w-]*)(?:\.([^$]*))?\$")
 _LABEL = re.compile(r"^[A-Za-z_][\w-]*$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-log = logging.getLogger("tierflow.evals")
 
 
 # -- data ---------------------------------------------------------------------------------------------------
 
 def nestful_data_dir() -> Path:
-    """The ``data_v1/`` folder of the installed nestful-wrapper package (infra/setup.d/60-eval-data.sh installs it)."""
+    """The ``data_v1/`` folder of the installed nestful-wrapper package (infra/setup.sh installs it)."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise DatasetError("package nestful-wrapper is not installed; run infra/setup.d/60-eval-data.sh", PACKAGE)
+        raise DatasetError("package nestful-wrapper is not installed; run infra/setup.sh (or "
+                           "infra/setup.d/60-eval-data.sh)", PACKAGE)
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -194,15 +193,16 @@ def compact_tool(spec: Mapping[str, Any], max_outputs: int = 12, max_description
 
 
 def load_nestful(collection: Collection = "executable", data_dir: Path | None = None, limit: int | None = None,
-                 distractors: int = 2, seed: int = 0, skip_invalid: bool = False,
-                 skipped: list[DatasetError] | None = None) -> list[EvalItem]:
+                 distractors: int = 2, seed: int = 0, skip_invalid: bool = True,
+                 skipped: list[DatasetError] | None = None) -> LoadedItems:
     """Items of one NESTFUL collection; ``expected.nestful`` holds the gold calls and the tools to offer.
 
     The tools offered are the gold plan's functions plus ``distractors`` others of the same collection, picked
     per item from ``seed`` (NESTFUL v1 ships one catalogue per collection, not a tool list per sample), sorted
-    by name so their order gives nothing away. Bad rows raise DatasetError naming file, line and row index;
-    with ``skip_invalid`` they are left out instead and appended to ``skipped`` (the upstream glaive and sgd
-    files have a few rows with repeated labels).
+    by name so their order gives nothing away. ``limit`` takes the first rows before any is checked. A bad row
+    raises DatasetError naming file, line and row index, or with ``skip_invalid`` is left out and kept in the
+    result's ``skipped`` (and appended to ``skipped`` when given): the upstream glaive and sgd files have a few
+    rows with repeated labels.
     """
     if collection not in COLLECTIONS:
         raise DatasetError(f"unknown NESTFUL collection {collection!r}; known: {', '.join(COLLECTIONS)}",
@@ -212,13 +212,15 @@ def load_nestful(collection: Collection = "executable", data_dir: Path | None = 
     data_dir = data_dir or nestful_data_dir()
     data_path, spec_path = (data_dir / rel for rel in COLLECTIONS[collection])
     tools = _tool_specs(spec_path)
-    items: list[EvalItem] = []
-    for index, line, row in _array_rows(data_path):
+    items = LoadedItems()
+    rows = _array_rows(data_path)
+    for index, line, row in rows[:limit] if limit is not None else rows:
         try:
             text, calls, result = _gold_plan(row, data_path, index, line, tools)
         except DatasetError as exc:
             if not skip_invalid:
                 raise
+            items.skipped.append(exc)
             if skipped is not None:
                 skipped.append(exc)
             continue
@@ -227,12 +229,10 @@ def load_nestful(collection: Collection = "executable", data_dir: Path | None = 
         others = sorted(set(tools) - set(used))
         rng = random.Random(f"{seed}:{item_id}")
         offered = sorted(used + rng.sample(others, min(distractors, len(others))))
-        items.append(EvalItem(id=item_id, input=text, line=line, expected={"nestful": {
+        items.append(EvalItem(id=item_id, input=text, line=line, group=collection, expected={"nestful": {
             "calls": calls, "result": result, "collection": collection,
             "tools": [compact_tool(tools[name]) for name in offered]}}))
-        if limit is not None and len(items) >= limit:
-            break
-    if not items:
+    if not items and not items.skipped:
         raise DatasetError("no usable rows found", data_path, 1)
     return items
 
@@ -507,13 +507,9 @@ class PlanTask:
 
 # -- registration -------------------------------------------------------------------------------------------
 
-def load_dataset(spec: DatasetSpec, seed: int = 0) -> list[EvalItem]:
-    """A suite's ``dataset: {kind: nestful}``; rows ``skip_invalid`` leaves out are logged, one warning each."""
-    skipped: list[DatasetError] = []
-    items = load_nestful(spec.collection, spec.path, spec.limit, spec.distractors, seed, spec.skip_invalid, skipped)
-    for error in skipped:
-        log.warning("skipped a bad NESTFUL row: %s", error)
-    return items
+def load_dataset(spec: DatasetSpec, seed: int = 0) -> LoadedItems:
+    """A suite's ``dataset: {kind: nestful}``; the rows ``skip_invalid`` leaves out are in the result's ``skipped``."""
+    return load_nestful(spec.collection, spec.path, spec.limit, spec.distractors, seed, spec.skip_invalid)
 
 
 def build_task(spec: TaskSpec, models: Callable[[Any], BaseChatModel],

@@ -71,9 +71,12 @@ def build_peer(members: WorkerAgent | Sequence[PeerAgent], *, max_rounds: int = 
         for s in subtasks:
             role = worker.roles.get(s.get("role", "")) or worker.roles["generalist"]
             instructions = f"{role.instructions}\nYour focus: {s['goal']}"
+            # A worker whose roster has remote agents (agents.remote.RosterWorker) gives their roles remote peers.
+            remote = getattr(worker, "peer_for", None)
+            peer = remote(from_state(Subtask, s), instructions) if remote is not None else None
             # A subtask with tools proposes through the worker's tool loop: its proposal is tool-grounded.
-            made[s["id"]] = (WorkerPeer(from_state(Subtask, s), worker, instructions) if s.get("tools")
-                             else LLMPeer(s["id"], worker.model, instructions))
+            made[s["id"]] = peer or (WorkerPeer(from_state(Subtask, s), worker, instructions) if s.get("tools")
+                                     else LLMPeer(s["id"], worker.model, instructions))
         return made
 
     def each_peer(subtasks: Sequence[dict[str, Any]], act: Callable[[PeerAgent], dict[str, Any]],

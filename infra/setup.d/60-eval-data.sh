@@ -4,7 +4,7 @@
 # - bfcl-eval: BFCL function calling (data/BFCL_v*_<category>.json + data/possible_answer/) for tierflow.evals.benchmarks.bfcl.
 # - nestful-wrapper: NESTFUL nested API-call plans (top-level data_v1/{executable,non-executable}/) for
 #   tierflow.evals.benchmarks.nestful (~195 MB unpacked).
-# Run from the repository root (infra/test.sh does); a second run only checks the installed versions.
+# infra/setup.sh runs it (so does infra/test.sh, through setup.sh); a second run only checks the installed versions.
 set -euo pipefail
 BFCL_EVAL=2026.3.23
 NESTFUL_WRAPPER=0.1.7
