@@ -65,10 +65,12 @@ class LazyTierflow:
             return self._built
 
     def run_task(self, request: str, progress: Any) -> Any:
+        # parts() first: it waits for the background build, and importing LangChain modules here while that
+        # thread imports them too trips Python's import-deadlock detection (seen in tests/test_tracing_mcp.py).
+        settings, _, graph = self.parts()
         from tierflow.graphs.runner import run_request
         from tierflow.mcp_servers.tierflow_server import NodeProgress
 
-        settings, _, graph = self.parts()
         callbacks: list[Any] = [NodeProgress(progress)]
         if self.tracing is not None:
             callbacks.append(self.tracing.handler(costs=settings.tier_costs()))
