@@ -51,7 +51,8 @@ def usage_of(calls: Sequence[Any], costs: Mapping[str, tuple[float, float]]) -> 
     from tierflow.runtimes.cost import call_cost
 
     dumped = [c.model_dump() if hasattr(c, "model_dump") else dict(c) for c in calls]
-    cost = sum((call_cost(costs.get(c["tier"]), c["input_tokens"], c["output_tokens"]).total for c in dumped), 0.0)
+    cost = sum((call_cost(costs.get(c["tier"]), c["input_tokens"], c["output_tokens"], c["latency_ms"] / 1000).total
+                for c in dumped), 0.0)
     return {"model_calls": dumped, "cost": cost}
 
 

@@ -48,6 +48,8 @@ class TierConfig(BaseModel):
     json_mode: Literal["json_schema", "json_object"] = "json_schema"
     cost_per_1k_input: float = Field(0.0, ge=0)
     cost_per_1k_output: float = Field(0.0, ge=0)
+    cost_per_cpu_s: float = Field(0.0, ge=0, description="price of one CPU-second on a local tier (a call's wall "
+                                                         "time times n_threads); on a remote tier, per second")
     # What the router may send here and what the tier can do.
     data_classes: list[DataClass] = Field(default_factory=lambda: ["public", "private"],
                                           description="data this tier is cleared to see")
@@ -83,6 +85,11 @@ class TierConfig(BaseModel):
         return not private or "private" in self.data_classes
 
 
+# Declared price of a CPU-second on the offline tiers: 0.036 $ per CPU-hour, about an on-demand cloud vCPU-hour,
+# so local and remote tiers share one currency (the routing benchmark compares them).
+LOCAL_CPU_SECOND_PRICE = 0.00001
+
+
 def default_threads() -> int:
     """Threads of the in-process tiers: two on a machine with two or more cores (more oversubscribes llama.cpp)."""
     return max(1, min(2, os.cpu_count() or 1))
@@ -92,17 +99,19 @@ def default_tiers() -> dict[str, TierConfig]:
     """The offline tiers, all in-process through llama.cpp on models shipped by PyPI packages.
 
     ``tiny`` SmolLM2-135M (fast tests, the cheapest rung), ``mobile`` Qwen2.5-Coder-0.5B (the default),
-    ``edge`` Qwen2.5-Coder-1.5B. Each loads only when a call is routed to it.
+    ``edge`` Qwen2.5-Coder-1.5B. Each loads only when a call is routed to it. All are priced at
+    LOCAL_CPU_SECOND_PRICE per CPU-second, so a bigger model costs more by the CPU time it takes.
     """
     threads = default_threads()
+    rate = LOCAL_CPU_SECOND_PRICE
     return {
         "tiny": TierConfig(kind="llamacpp", model="smollm2-135m-instruct-q4_1", shipped="smollm2-135m",
                            n_ctx=2048, n_threads=1, max_tokens=256, json_mode="json_object", strength=0,
-                           expected_latency_ms=3000),
+                           cost_per_cpu_s=rate, expected_latency_ms=3000),
         "mobile": TierConfig(kind="llamacpp", model="qwen2.5-coder-0.5b-instruct-q4_k_m", shipped="qwen2.5-coder-0.5b",
                              n_ctx=4096, n_threads=threads, max_tokens=384, json_mode="json_object", strength=1,
-                             expected_latency_ms=4000),
+                             cost_per_cpu_s=rate, expected_latency_ms=4000),
         "edge": TierConfig(kind="llamacpp", model="qwen2.5-coder-1.5b-instruct-q4_k_m", shipped="qwen2.5-coder-1.5b",
                            n_ctx=4096, n_threads=threads, max_tokens=384, json_mode="json_object", strength=2,
-                           expected_latency_ms=10000),
+                           cost_per_cpu_s=rate, expected_latency_ms=10000),
     }

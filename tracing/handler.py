@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from uuid import UUID
@@ -57,6 +58,7 @@ class TierflowCallbackHandler(CallbackHandler):
         self.trace_ids: list[str] = []
         self._root_runs: set[UUID] = set()
         self._tiers: dict[UUID, str] = {}
+        self._started: dict[UUID, float] = {}  # when each generation started: local tiers are priced by time
         self._lock = threading.Lock()
 
     # -- the run: session, user, tags, release --------------------------------------------------
@@ -174,6 +176,7 @@ class TierflowCallbackHandler(CallbackHandler):
         params = kwargs.get("invocation_params") or {}
         tier = RunContext.from_metadata(kwargs.get("metadata")).tier or params.get("tier")
         generation = self._runs.get(run_id)
+        self._started[run_id] = time.perf_counter()
         if generation is not None and tier:
             self._tiers[run_id] = str(tier)
             generation.update(metadata={"tier": str(tier)})
@@ -193,6 +196,7 @@ class TierflowCallbackHandler(CallbackHandler):
                    **kwargs: Any) -> Any:
         generation = self._runs.get(run_id)
         tier = self._tiers.pop(run_id, None)
+        started = self._started.pop(run_id, None)
         if generation is not None:
             try:
                 meta, usage = _route_and_usage(response)
@@ -202,7 +206,8 @@ class TierflowCallbackHandler(CallbackHandler):
                     update["model"] = meta["model"]
                 price = self.costs.get(tier)
                 if price is not None and usage:
-                    update["cost_details"] = call_cost(price, usage[0], usage[1]).details()
+                    wall_s = time.perf_counter() - started if started is not None else 0.0
+                    update["cost_details"] = call_cost(price, usage[0], usage[1], wall_s).details()
                 if update:
                     generation.update(**update)
             except Exception:  # tracing must never break a run
@@ -212,6 +217,7 @@ class TierflowCallbackHandler(CallbackHandler):
     def on_llm_error(self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None,
                      **kwargs: Any) -> Any:
         self._tiers.pop(run_id, None)
+        self._started.pop(run_id, None)
         return super().on_llm_error(error, run_id=run_id, parent_run_id=parent_run_id, **kwargs)
 
 
