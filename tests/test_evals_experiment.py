@@ -6,6 +6,7 @@ The real SDK exports to the local receiver of tests/fixtures_tracing.py; the mod
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -102,12 +103,16 @@ def test_a_dead_langfuse_never_fails_the_eval(tmp_path: Path):
     experiment = LangfuseExperiment(tracing, suite, items)
     records = run_suite(suite, lambda item, cell: {"answer": item.input}, items, tmp_path / "r.jsonl",
                         progress=False, observer=experiment)
-    assert experiment.close() is False  # the export did not finish, within its bound
+    started = time.monotonic()
+    # Whether the exporter gives up before the 2 s bound or is cut off by it depends on its retry jitter; either
+    # way closing must not wait longer than the bound, and must not raise.
+    flushed = experiment.close()
+    assert time.monotonic() - started < 2 + 3  # flush_timeout_s, plus slack for a busy machine
     assert [r["passed"] for r in records] == [True, True, True] and all(r["error"] is None for r in records)
     summary = experiment.summary()
     assert summary["dataset"] is None and summary["traces"] == 3
-    assert "dataset upload" in summary["failures"][0] and summary["flushed"] is False
-    assert experiment.close() is False and len(experiment.summary()["failures"]) == 2  # closes once
+    assert "dataset upload" in summary["failures"][0] and summary["flushed"] is flushed
+    assert experiment.close() is flushed and experiment.summary()["failures"] == summary["failures"]  # closes once
 
 
 @pytest.mark.server
