@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -16,7 +16,7 @@ from tierflow.agents.answer_shape import shape_answer
 from tierflow.agents.decomposer import TaskDecomposer
 from tierflow.agents.intent import IntentClassifier
 from tierflow.agents.plan import Plan, topological_order
-from tierflow.agents.synthesizer import Synthesizer
+from tierflow.agents.synthesizer import Synthesizer, grounding_sources
 from tierflow.agents.worker import WorkerAgent, WorkerResult
 from tierflow.graphs.patterns import PATTERN_BUILDERS
 from tierflow.graphs.patterns.peer import DECISION_ID
@@ -24,7 +24,11 @@ from tierflow.graphs.state import RunState, from_state, to_state
 from tierflow.memory.base import Episode, Memory
 from tierflow.memory.errors import MemoryLayerError
 from tierflow.runtimes.context import RunContext
+from tierflow.runtimes.learned_router import LearnedRouterError
 from tierflow.tools.grounding import ungrounded
+
+if TYPE_CHECKING:
+    from tierflow.agents.route_features import LearnedRouting
 
 OUT_OF_SCOPE_ANSWER = ("This request is outside what this assistant handles ({label}, confidence {confidence:.2f}). "
                        "Please rephrase it or ask something else.")
@@ -50,6 +54,8 @@ class OrchestratorDeps:
         default_factory=lambda: dict(PATTERN_BUILDERS))
     # Human in the loop: stop after planning and ask whether to run the plan (resume with the answer).
     confirm_plan: bool = False
+    # A learned router (routing.learned): classify_intent starts each run on the cheapest tier predicted to pass.
+    learned_routing: LearnedRouting | None = None
 
 
 def orchestrator_nodes(deps: OrchestratorDeps, forced_pattern: str | None = None) -> dict[str, Callable[..., RunState]]:
@@ -58,12 +64,14 @@ def orchestrator_nodes(deps: OrchestratorDeps, forced_pattern: str | None = None
         raise ValueError(f"pattern {forced_pattern!r} is not available; available: {', '.join(deps.patterns)}")
     teams = {name: build(deps.worker) for name, build in deps.patterns.items()}
 
-    def classify_intent(state: RunState) -> RunState:
+    def classify_intent(state: RunState, config: RunnableConfig) -> RunState:
         result = deps.classifier.classify(state["request"])
         low = result.confidence < deps.min_confidence
         route = "out_of_scope" if (result.out_of_scope or low) and deps.out_of_scope == "answer" else "in_scope"
         notes = [f"intent {result.label} ({result.confidence:.2f}) is out of scope or below "
                  f"{deps.min_confidence}; escalated"] if (result.out_of_scope or low) and route == "in_scope" else []
+        if deps.learned_routing is not None and route == "in_scope":
+            notes.extend(start_learned(deps.learned_routing, state, result.label, config))
         return {"intent": to_state(result), "route": route, "notes": notes}
 
     def out_of_scope(state: RunState) -> RunState:
@@ -138,8 +146,7 @@ def orchestrator_nodes(deps: OrchestratorDeps, forced_pattern: str | None = None
         answer = synthesis.answer
         if synthesis.fallback:
             notes.append(f"synthesis fell back to raw results: {synthesis.error}")
-        sources = [state["request"], *(r.output for r in usable),
-                   *(c.output for r in usable for c in r.tool_calls if not c.error)]
+        sources = grounding_sources(state["request"], usable)
         invented = ungrounded(answer, sources)
         if invented:  # the synthesizer may merge results, not add numbers none of them has
             answer = "\n".join(r.output for r in usable)
@@ -184,6 +191,22 @@ def build_orchestrator(deps: OrchestratorDeps, checkpointer: BaseCheckpointSaver
     graph.add_edge("synthesize", "remember")
     graph.add_edge("remember", END)
     return graph.compile(checkpointer=checkpointer, name="tierflow")
+
+
+def start_learned(learned: LearnedRouting, state: RunState, intent: str, config: RunnableConfig | None) -> list[str]:
+    """Start the run on the learned router's tier (reusing classify's embedding); the notes say where and why.
+
+    Skipped when the run has no id or pins a tier (evals force one); a router error is a note, not a failed run.
+    """
+    context = RunContext.of(config)
+    run_id = context.run_id or str(((config or {}).get("configurable") or {}).get("thread_id") or "")
+    if not run_id or context.tier is not None:
+        return []
+    try:
+        choice = learned.start_run(run_id, state["request"], intent, private=bool(state.get("private")))
+    except LearnedRouterError as exc:
+        return [f"learned router not used: {exc}"]
+    return [choice.reason]
 
 
 def keep_private(config: RunnableConfig, state: RunState) -> RunnableConfig:

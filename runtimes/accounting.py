@@ -29,6 +29,13 @@ class ModelCall(BaseModel):
     rule: str | None = None
     fallback_from: str | None = None
     attempt: int | None = None
+    # The verified cascade: the check that failed (escalating this call, or turning this reply down) and the value
+    # it saw; the reply's token log-probabilities when its tier reports them.
+    check: str | None = None
+    value: float | str | None = None
+    logprob_mean: float | None = None
+    logprob_min: float | None = None
+    unverified: str | None = None  # a check this reply failed with no stronger tier to go to (it was kept)
 
 
 class ModelCallRecorder(BaseCallbackHandler):
@@ -61,6 +68,7 @@ class ModelCallRecorder(BaseCallbackHandler):
         t0, tier, model, kind = started
         input_tokens = output_tokens = 0
         route: dict[str, Any] = {}
+        confidence: dict[str, Any] = {}
         for generations in response.generations:
             for generation in generations:
                 message = getattr(generation, "message", None)
@@ -69,13 +77,25 @@ class ModelCallRecorder(BaseCallbackHandler):
                 output_tokens += int(usage.get("output_tokens", 0))
                 meta = getattr(message, "response_metadata", None) or {}
                 route = meta.get("route") or route
+                confidence = meta.get("confidence") or confidence
                 kind = str(meta.get("kind") or route.get("kind") or kind)
                 tier = str(route.get("tier") or meta.get("tier") or tier)
                 model = str(meta.get("model_name") or model)
-        self._append(ModelCall(tier=tier, model=model, latency_ms=(time.perf_counter() - t0) * 1000,
+        latency_ms = (time.perf_counter() - t0) * 1000
+        rejected = list(route.get("rejected") or [])
+        for turned_down in rejected:  # replies the cascade's checks turned down: model calls that cost tokens too
+            self._append(ModelCall(**{k: turned_down.get(k) for k in ("tier", "model", "latency_ms", "input_tokens",
+                                                                       "output_tokens", "check", "value",
+                                                                       "logprob_mean", "logprob_min")},
+                                   kind=kind, rule="rejected"))
+        self._append(ModelCall(tier=tier, model=model,
+                               latency_ms=max(0.0, latency_ms - sum(r.get("latency_ms", 0.0) for r in rejected)),
                                input_tokens=input_tokens, output_tokens=output_tokens, kind=kind,
                                rule=route.get("rule"), fallback_from=route.get("fallback_from"),
-                               attempt=route.get("attempt")))
+                               attempt=route.get("attempt"), check=route.get("check"), value=route.get("value"),
+                               logprob_mean=confidence.get("logprob_mean"),
+                               logprob_min=confidence.get("logprob_min"),
+                               unverified=(route.get("unverified") or {}).get("check")))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:

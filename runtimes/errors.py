@@ -110,6 +110,16 @@ class SchemaMismatch(StructuredOutputError):
     """A tier's reply is not JSON that satisfies the call's schema; the router escalates it to a stronger tier."""
 
 
+class CheckFailed(RuntimeLayerError):
+    """A tier's reply failed one of the cascade's checks (confidence, grounding, ...); the router escalated it."""
+
+    def __init__(self, tier: str, check: str, value: float | str, threshold: float | None = None,
+                 detail: str = "") -> None:
+        bound = f" (threshold {threshold:g})" if threshold is not None else ""
+        super().__init__(f"tier {tier!r} reply failed check {check}: {value}{bound}{'; ' + detail if detail else ''}")
+        self.tier, self.check, self.value, self.threshold, self.detail = tier, check, value, threshold, detail
+
+
 def _model_call_errors() -> tuple[type[BaseException], ...]:
     import httpx
     import openai

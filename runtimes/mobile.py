@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -9,12 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from langchain_community.chat_models.llamacpp import ChatLlamaCpp
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
 
+from tierflow.runtimes.checks import CONFIDENCE_KEY
 from tierflow.runtimes.config import TierConfig
 from tierflow.runtimes.cost import chat_prompt_tokens
 from tierflow.runtimes.errors import ContextLengthExceeded, TierConfigError, TierTimeoutError, TierUnavailableError
@@ -69,9 +72,13 @@ class MobileChatModel(ChatLlamaCpp):
     ) -> ChatResult:
         usage: dict[str, Any] = {}
         text = "".join(self._decode(messages, stop, kwargs, usage))
+        confidence = usage.pop("confidence", None)
         response = {"choices": [{"message": {"role": "assistant", "content": text},
                                  "finish_reason": usage.pop("finish_reason", None)}], "usage": usage}
-        return self._create_chat_result(response)
+        result = self._create_chat_result(response)
+        if confidence:
+            result.generations[0].message.response_metadata[CONFIDENCE_KEY] = confidence
+        return result
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
@@ -84,8 +91,9 @@ class MobileChatModel(ChatLlamaCpp):
         yield ChatGenerationChunk(
             message=AIMessageChunk(content="", usage_metadata={
                 "input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"],
-                "total_tokens": usage["total_tokens"]}, response_metadata={"tier": self.tier,
-                                                                           "model_name": self.model_alias()}),
+                "total_tokens": usage["total_tokens"]}, response_metadata={
+                    "tier": self.tier, "model_name": self.model_alias(),
+                    **({CONFIDENCE_KEY: usage["confidence"]} if usage.get("confidence") else {})}),
             generation_info={"finish_reason": usage.get("finish_reason")})
 
     def _decode(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
@@ -100,6 +108,8 @@ class MobileChatModel(ChatLlamaCpp):
         deadline = time.monotonic() + timeout_s
         self._check_fits(messages, kwargs)
         params = {**self._get_parameters(stop), **_llamacpp_response_format(kwargs)}
+        tracker = TokenLogprobs()
+        params["logits_processor"] = [*(params.get("logits_processor") or []), tracker]
         with self._locked(deadline, timeout_s):
             stream = self.client.create_chat_completion(messages=self._create_message_dicts(messages),
                                                         stream=True, **params)
@@ -120,7 +130,7 @@ class MobileChatModel(ChatLlamaCpp):
             # last one cut by the length limit, which is sampled but never evaluated.
             prompt = max(0, self.client.n_tokens - produced + (1 if finish == "length" else 0))
         usage.update(prompt_tokens=prompt, completion_tokens=produced, total_tokens=prompt + produced,
-                     finish_reason=finish)
+                     finish_reason=finish, confidence=tracker.summary())
 
     @contextmanager
     def _locked(self, deadline: float, timeout_s: float) -> Iterator[None]:
@@ -149,6 +159,38 @@ class MobileChatModel(ChatLlamaCpp):
     def model_alias(self) -> str:
         """Short model name for accounting: the GGUF file name."""
         return Path(str(self.model_path)).name
+
+
+class TokenLogprobs:
+    """A llama.cpp logits processor that records the log-probability of every token the model chose.
+
+    llama-cpp-python returns logprobs only for models loaded with ``logits_all=True`` (a logits row per context
+    position: 2.4 GB for Qwen's vocabulary at n_ctx 4096), so this reads the one row it samples from instead: each
+    call keeps the log-softmax of the current logits, and the next call, whose input ids end with the token chosen
+    from them, looks that token up. The distribution is the model's own, before the JSON grammar masks it, so a
+    reply the grammar forced shows up as low confidence. The end-of-sequence token is not counted.
+    """
+
+    def __init__(self) -> None:
+        self._previous: np.ndarray | None = None
+        self.logprobs: list[float] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self._previous is not None and len(input_ids):
+            token = int(input_ids[-1])
+            if 0 <= token < self._previous.shape[0]:
+                self.logprobs.append(float(self._previous[token]))
+        logits = np.asarray(scores, dtype=np.float32)
+        top = float(logits.max())
+        self._previous = logits - (top + math.log(float(np.exp(logits - top).sum())))
+        return scores
+
+    def summary(self) -> dict[str, float] | None:
+        """Mean and minimum log-probability over the chosen tokens, or None before any was chosen."""
+        if not self.logprobs:
+            return None
+        return {"logprob_mean": round(sum(self.logprobs) / len(self.logprobs), 4),
+                "logprob_min": round(min(self.logprobs), 4), "tokens": len(self.logprobs)}
 
 
 def _llamacpp_response_format(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import json
 import re
 import threading
 import time
@@ -21,18 +20,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-import jsonschema
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from tierflow.runtimes.checks import CheckResult, Verifier, confidence_check, confidence_of, schema_check
 from tierflow.runtimes.context import ROUTE_KEY, RunContext, set_route
 from tierflow.runtimes.cost import call_cost, chat_prompt_tokens, tier_price
 from tierflow.runtimes.errors import (
     MODEL_CALL_ERRORS,
     BudgetExceeded,
+    CheckFailed,
     ContextLengthExceeded,
     NoTierAvailable,
     SchemaMismatch,
@@ -57,6 +57,21 @@ class BudgetPolicy(BaseModel):
     on_exceed: Literal["raise", "degrade"] = "raise"
 
 
+class CascadeChecks(BaseModel):
+    """Cheap checks of a reply before the cascade accepts it; a failed one escalates (None turns a check off).
+
+    Confidence is the reply's token log-probabilities as the tier reports them (llama.cpp tiers do): the mean and
+    the minimum over the answer tokens. Calibrate the thresholds with ``tierflow eval routing``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    json_schema: bool = Field(True, description="JSON replies must satisfy the call's schema")
+    min_mean_logprob: float | None = Field(None, le=0.0, description="lowest accepted mean token log-probability")
+    min_token_logprob: float | None = Field(None, le=0.0, description="lowest accepted single-token "
+                                                                       "log-probability")
+
+
 class RoutingPolicy(BaseModel):
     """How the router chooses; declared in settings under ``[routing]``."""
 
@@ -70,6 +85,13 @@ class RoutingPolicy(BaseModel):
     circuit_cooldown_s: float = Field(30.0, gt=0)
     max_escalations: int = Field(2, ge=0)
     policy_fn: str | None = Field(None, description="'module:function' that reorders or narrows the candidates")
+    cascade: list[str] = Field(default_factory=list, description="tiers cheapest first; when set it is the order "
+                                                                 "and a reply that fails a check escalates along it")
+    checks: CascadeChecks = Field(default_factory=lambda: CascadeChecks())
+    learned: str | None = Field(None, description="folder of a learned router (tierflow route train): picks the "
+                                                  "cheapest tier predicted to pass min_quality for each run")
+    min_quality: float = Field(0.8, ge=0.0, le=1.0, description="predicted pass rate a learned router's tier "
+                                                                "must reach")
 
 
 class RouteDecision(BaseModel):
@@ -81,6 +103,13 @@ class RouteDecision(BaseModel):
     attempt: int = 1
     reason: str = ""
     skipped: dict[str, str] = Field(default_factory=dict)
+    # The verified cascade: the check whose failure escalated to this tier and the value it saw, the replies it
+    # turned down on the way (each a model call with its tokens), and a check this reply failed with nowhere
+    # stronger to go.
+    check: str | None = None
+    value: float | str | None = None
+    rejected: list[dict[str, Any]] = Field(default_factory=list)
+    unverified: dict[str, Any] | None = None
 
 
 class CallInfo(BaseModel):
@@ -153,6 +182,8 @@ class RouterState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     circuits: dict[str, _Circuit] = field(default_factory=dict)
     ledgers: OrderedDict[str, _Ledger] = field(default_factory=OrderedDict)
+    # Where a learned router starts each run: run id -> (tier, reason); bounded like the ledgers.
+    starts: OrderedDict[str, tuple[str, str]] = field(default_factory=OrderedDict)
     # Circuits every worker sees (the DBOS executor keeps them in its database); None: this process only.
     shared_circuits: SharedCircuits | None = None
 
@@ -188,6 +219,7 @@ class TierRouter(BaseChatModel):
         if not isinstance(self.registry, TierRegistry):
             raise TypeError("TierRouter.registry must be a tierflow.runtimes.registry.TierRegistry")
         self.registry.validate(self.policy.order, who="routing.order")  # unknown names fail now, not mid-run
+        self.registry.validate(self.policy.cascade, who="routing.cascade")
         if self.preferred:
             self.registry.validate([self.preferred])
         if self._state is None:
@@ -270,21 +302,25 @@ class TierRouter(BaseChatModel):
 
     def tier_order(self, forced: str | None = None) -> list[str]:
         """Every tier in the order this router tries them before filtering (see TierRegistry.tier_order)."""
-        return self.registry.tier_order(self.policy.order, (self.preferred, forced))
+        return self.registry.tier_order(self.policy.cascade or self.policy.order, (self.preferred, forced))
 
     # ----- generation ---------------------------------------------------------------------------
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        verify: Verifier | None = kwargs.pop("verify", None)
         plan = self._plan(messages, run_manager, kwargs)
         schema = schema_of(kwargs.get("response_format"))
         attempt, escalations = 0, 0
         fallback_from: str | None = None
         failures: dict[str, BaseException] = {}
+        rejected: list[dict[str, Any]] = []  # replies the cascade's checks turned down, each a model call
+        last_check: CheckResult | None = None
         queue = list(plan.candidates)
         while queue:
             name, rule = queue.pop(0)
             attempt += 1
+            started = time.perf_counter()
             try:
                 result, key = self._call_tier(name, messages, stop, plan.call_kwargs)
             except ContextLengthExceeded as exc:
@@ -296,39 +332,61 @@ class TierRouter(BaseChatModel):
                 fallback_from, rule = name, "fallback"
                 queue = [(n, "fallback") for n, _ in queue]
                 continue
+            wall_s = time.perf_counter() - started
             self._record_success(name)
             message = result.generations[0].message
-            self._charge(plan.run_id, name, message, key)
-            problem = _schema_problem(message, schema) if schema is not None else None
-            if problem and escalations < self.policy.max_escalations:
-                stronger = [(n, "escalation") for n, _ in queue
-                            if self.registry.config(n).strength > self.registry.config(name).strength]
-                if stronger:
-                    escalations += 1
-                    failures[name] = SchemaMismatch(name, problem, message.text)
-                    fallback_from = name
-                    queue = stronger
-                    continue
+            self._charge(plan.run_id, name, message, key, wall_s)
+            problem = self._verify(message, schema, verify)
+            stronger = [(n, "escalate") for n, _ in queue
+                        if self.registry.config(n).strength > self.registry.config(name).strength]
+            if problem is not None and escalations < self.policy.max_escalations and stronger:
+                escalations += 1
+                failures[name] = (SchemaMismatch(name, str(problem.value), message.text) if problem.check == "schema"
+                                  else CheckFailed(name, problem.check, problem.value, problem.threshold,
+                                                   problem.detail))
+                rejected.append(_rejected_call(name, message, wall_s, problem))
+                fallback_from, last_check = name, problem
+                queue = stronger
+                continue
             decision = RouteDecision(tier=name, rule=rule if not plan.degraded else "budget_degrade",
                                      fallback_from=fallback_from, attempt=attempt,
-                                     reason=_reason_text(failures), skipped=plan.skipped)
+                                     reason=_reason_text(failures), skipped=plan.skipped,
+                                     check=last_check.check if last_check else None,
+                                     value=last_check.value if last_check else None,
+                                     rejected=rejected, unverified=problem.record() if problem else None)
             _annotate(message, decision)
             return result
         raise _no_tier(plan.skipped, failures)
 
+    def _verify(self, message: BaseMessage, schema: dict[str, Any] | None,
+                verify: Verifier | None) -> CheckResult | None:
+        """The first of the cascade's checks the reply fails: schema, confidence, then the caller's own."""
+        checks = self.policy.checks
+        if schema is not None and checks.json_schema:
+            problem = schema_check(message, schema)
+            if problem is not None:
+                return problem
+        problem = confidence_check(message, checks.min_mean_logprob, checks.min_token_logprob)
+        if problem is not None:
+            return problem
+        return verify(message) if verify is not None else None
+
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        # Streaming falls back only before the first token: once text reached the caller it stays.
+        # Streaming falls back only before the first token: once text reached the caller it stays. The cascade's
+        # checks need the whole reply, so a streamed reply is not escalated (its route says so when it fails one).
         if current_journal() is not None:  # a journaled call is recorded whole: its reply comes as one chunk
             message = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs).generations[0].message
             yield ChatGenerationChunk(message=AIMessageChunk(content=message.content,
                                                              usage_metadata=getattr(message, "usage_metadata", None),
                                                              response_metadata=dict(message.response_metadata)))
             return
+        kwargs.pop("verify", None)
         plan = self._plan(messages, run_manager, kwargs)
         failures: dict[str, BaseException] = {}
         fallback_from: str | None = None
         for attempt, (name, rule) in enumerate(plan.candidates, start=1):
+            started = time.perf_counter()
             model = self.registry.chat_model(name)
             stream = model._stream(messages, stop=stop, run_manager=run_manager, **plan.call_kwargs)
             try:
@@ -350,7 +408,8 @@ class TierRouter(BaseChatModel):
                 yield chunk
             # Only the route here: the tier's own chunks name the tier, and chunk merging concatenates strings.
             closing = AIMessageChunk(content="", response_metadata={ROUTE_KEY: decision.model_dump()})
-            self._charge(plan.run_id, name, AIMessage(content="", usage_metadata=usage_seen or None))
+            self._charge(plan.run_id, name, AIMessage(content="", usage_metadata=usage_seen or None), None,
+                         time.perf_counter() - started)
             yield ChatGenerationChunk(message=closing)
             return
         raise _no_tier(plan.skipped, failures)
@@ -373,6 +432,9 @@ class TierRouter(BaseChatModel):
         candidates, skipped = self.candidates(
             info, lambda name: chat_prompt_tokens(self.registry.count_tokens(name, text), len(messages)),
             kwargs.get("max_tokens"), forced)
+        start = self.run_start(run_id) if forced is None else None
+        if start is not None:
+            candidates = self._start_at(candidates, skipped, *start)
         if degraded:
             cheapest = min((self._price(n) for n, _ in candidates), default=0.0)
             for name, _ in candidates:
@@ -382,6 +444,18 @@ class TierRouter(BaseChatModel):
         if not candidates:
             raise NoTierAvailable(skipped)
         return _CallPlan(candidates=candidates, skipped=skipped, call_kwargs=kwargs, run_id=run_id, degraded=degraded)
+
+    def _start_at(self, candidates: list[tuple[str, str]], skipped: dict[str, str], tier: str,
+                  reason: str) -> list[tuple[str, str]]:
+        """The candidates from a learned router's start tier on: weaker ones are skipped with its reason."""
+        floor = self.registry.config(tier).strength
+        kept = [(n, r) for n, r in candidates if self.registry.config(n).strength >= floor]
+        if not kept:  # the start tier and all stronger ones are ruled out (privacy, circuits): keep the rest
+            return candidates
+        for name, _ in candidates:
+            if self.registry.config(name).strength < floor:
+                skipped[name] = reason
+        return [(n, "learned" if i == 0 else r) for i, (n, r) in enumerate(kept)]
 
     def _call_tier(self, name: str, messages: list[BaseMessage], stop: list[str] | None,
                    kwargs: dict[str, Any]) -> tuple[ChatResult, str | None]:
@@ -426,6 +500,22 @@ class TierRouter(BaseChatModel):
     def ledger(self, run_id: str | None) -> dict[str, float]:
         """Usage of run ``run_id`` so far (tokens, cost, wall seconds)."""
         return self._ledger(run_id).usage()
+
+    def start_run_at(self, run_id: str, tier: str, reason: str) -> None:
+        """Start run ``run_id``'s calls at ``tier`` (a learned router's pick): weaker tiers are skipped, saying
+        ``reason``; privacy, budgets and circuits still apply and the cascade may still escalate."""
+        self.registry.validate([tier])
+        with self.shared_state.lock:
+            starts = self.shared_state.starts
+            starts[run_id] = (tier, reason)
+            starts.move_to_end(run_id)
+            while len(starts) > _MAX_LEDGERS:
+                starts.popitem(last=False)
+
+    def run_start(self, run_id: str | None) -> tuple[str, str] | None:
+        """The tier run ``run_id`` starts at and why (see :meth:`start_run_at`), or None."""
+        with self.shared_state.lock:
+            return self.shared_state.starts.get(run_id) if run_id else None
 
     # ----- the same rules for calls that do not go through a tier (remote A2A agents) --------------
 
@@ -477,10 +567,11 @@ class TierRouter(BaseChatModel):
             raise BudgetExceeded(crossed, usage, budget.model_dump(exclude={"on_exceed"}))
         return True
 
-    def _charge(self, run_id: str | None, name: str, message: BaseMessage, key: str | None = None) -> None:
+    def _charge(self, run_id: str | None, name: str, message: BaseMessage, key: str | None = None,
+                wall_s: float = 0.0) -> None:
         usage = getattr(message, "usage_metadata", None) or {}
         tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
-        cost = call_cost(tier_price(self.registry.config(name)), tokens_in, tokens_out).total
+        cost = call_cost(tier_price(self.registry.config(name)), tokens_in, tokens_out, wall_s).total
         journal = current_journal()
         if journal is not None and key is not None and run_id is not None:
             journal.charge(run_id, key, tokens_in + tokens_out, cost)  # once per call key, replays included
@@ -507,6 +598,9 @@ def _reason(error: BaseException) -> str:
     """How one tier's failure reads in a route's ``reason`` and in NoTierAvailable."""
     if isinstance(error, SchemaMismatch):
         return f"output failed its schema: {error.reason}"
+    if isinstance(error, CheckFailed):
+        bound = f" < {error.threshold:g}" if error.threshold is not None else ""
+        return f"output failed check {error.check}: {error.value}{bound}"
     if isinstance(error, ContextLengthExceeded):
         return str(error)
     return f"{type(error).__name__}: {error}"
@@ -522,17 +616,14 @@ def _no_tier(skipped: dict[str, str], failures: dict[str, BaseException]) -> NoT
     return NoTierAvailable(reasons, tried=list(failures), errors=failures)
 
 
-def _schema_problem(message: BaseMessage, schema: dict[str, Any]) -> str | None:
-    """Why the message's JSON does not satisfy ``schema`` (None when it does)."""
-    try:
-        value = json.loads(message.text)
-    except json.JSONDecodeError as exc:
-        return f"not JSON ({exc.msg})"
-    try:
-        jsonschema.validate(value, schema)
-    except jsonschema.ValidationError as exc:
-        return exc.message[:200]
-    return None
+def _rejected_call(name: str, message: BaseMessage, wall_s: float, problem: CheckResult) -> dict[str, Any]:
+    """A reply the cascade turned down, as ``model_calls`` records it: the tier, its tokens and the failed check."""
+    usage = getattr(message, "usage_metadata", None) or {}
+    confidence = confidence_of(message) or {}
+    return {"tier": name, "model": str(message.response_metadata.get("model_name") or name),
+            "latency_ms": round(wall_s * 1000, 3), "input_tokens": int(usage.get("input_tokens", 0)),
+            "output_tokens": int(usage.get("output_tokens", 0)), **problem.record(),
+            "logprob_mean": confidence.get("logprob_mean"), "logprob_min": confidence.get("logprob_min")}
 
 
 def _load_policy_fn(spec: str | None) -> PolicyFn | None:

@@ -4,6 +4,7 @@ Runs start on the ``tiny`` tier (tests/conftest.py sets TIERFLOW_DEFAULT_TIER, w
 the router may still escalate a call whose JSON fails its schema to the stronger ``mobile`` tier.
 """
 
+import itertools
 import json
 import os
 import subprocess
@@ -30,7 +31,7 @@ def tierflow(*args: str, home: Path, env: dict[str, str] | None = None, timeout:
 
 def started_on_tiny(calls: list[dict]) -> bool:
     """Every call ran on tiny, or was escalated (or fell back) from tiny to a stronger tier, and says so."""
-    return all(c["tier"] == "tiny" or (c["fallback_from"] == "tiny" and c["rule"] in ("escalation", "fallback"))
+    return all(c["tier"] == "tiny" or (c["fallback_from"] == "tiny" and c["rule"] in ("escalate", "fallback"))
                for c in calls)
 
 
@@ -49,7 +50,15 @@ def test_run_json_has_the_documented_keys_and_accounts_every_model_call(tmp_path
     assert out["model_calls"] and all(set(c) >= CALL_KEYS for c in out["model_calls"])
     assert out["model_calls"][0]["tier"] == "tiny" and started_on_tiny(out["model_calls"])
     assert all(c["input_tokens"] > 0 for c in out["model_calls"])
-    assert len(out["model_calls"]) == result["steps"]  # one model call per worker step, nothing else
+    # one accepted model call per worker step, nothing else; a reply the cascade turned down is a call of its own
+    # (it cost tokens), and the call that replaced it says which check sent it up
+    accepted = [c for c in out["model_calls"] if c["rule"] != "rejected"]
+    assert len(accepted) == result["steps"]
+    for rejected, after in itertools.pairwise(out["model_calls"]):
+        if rejected["rule"] == "rejected":
+            assert after["rule"] in ("rejected", "escalate")
+            if after["rule"] == "escalate":
+                assert after["check"] == rejected["check"] and after["fallback_from"] == rejected["tier"]
     assert (tmp_path / "checkpoints.sqlite").is_file()
 
 

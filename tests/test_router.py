@@ -184,8 +184,13 @@ def test_schema_failure_escalates_tiny_to_edge_to_cloud_within_the_bound(cloud_s
     r = router(tiers, order=["tiny", "edge", "cloud"], max_escalations=2)
     value = invoke_json(r, "Give a name and an age as JSON.", SCHEMA, {"callbacks": [recorder]})
     assert isinstance(value["name"], str) and isinstance(value["age"], int)
-    [call] = recorder.calls
-    assert (call.tier, call.rule, call.fallback_from, call.attempt) == ("cloud", "escalation", "edge", 3)
+    # every reply is a model call: the two the schema turned down (with their tokens), then the accepted one
+    tiny_call, edge_call, call = recorder.calls
+    assert [(c.tier, c.rule, c.check) for c in (tiny_call, edge_call)] == [("tiny", "rejected", "schema"),
+                                                                          ("edge", "rejected", "schema")]
+    assert tiny_call.output_tokens == 3 and edge_call.output_tokens >= 1
+    assert (call.tier, call.rule, call.fallback_from, call.attempt, call.check) == (
+        "cloud", "escalate", "edge", 3, "schema")
 
     bounded = router(tiers, order=["tiny", "edge", "cloud"], max_escalations=1)
     with pytest.raises(StructuredOutputError):  # tiny -> edge, then the bound stops it
@@ -199,9 +204,12 @@ def test_the_default_tiers_escalate_a_failed_schema_from_tiny_to_mobile():
     recorder = ModelCallRecorder()
     value = invoke_json(r, "Give a name and an age as JSON.", SCHEMA, {"callbacks": [recorder]})
     assert isinstance(value["name"], str) and isinstance(value["age"], int)
-    [call] = recorder.calls
-    assert (call.tier, call.model, call.rule, call.fallback_from) == (
-        "mobile", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "escalation", "tiny")
+    rejected, call = recorder.calls
+    assert (rejected.tier, rejected.rule, rejected.check, rejected.output_tokens) == ("tiny", "rejected", "schema", 3)
+    assert rejected.logprob_mean is not None and rejected.logprob_min <= rejected.logprob_mean <= 0
+    assert (call.tier, call.model, call.rule, call.fallback_from, call.check) == (
+        "mobile", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "escalate", "tiny", "schema")
+    assert call.logprob_mean is not None  # llama.cpp tiers report their confidence
 
 
 def test_a_user_policy_function_narrows_the_choice(cloud_server):

@@ -52,11 +52,15 @@ class _LazyClassifier:
         self.model: Any = None
 
     def classify(self, text: str) -> IntentResult:
+        return self.loaded().classify(text)
+
+    def loaded(self) -> Any:
+        """The model itself, loaded now if it was not (a learned router reads its embeddings and labels)."""
         if self.model is None:
             from tierflow.app import load_classifier
 
             self.model = load_classifier(self.settings)
-        return self.model.classify(text)
+        return self.model
 
 
 class Tierflow:

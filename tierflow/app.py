@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from langgraph.graph.state import CompiledStateGraph
 
 from tierflow.agents.decomposer import TaskDecomposer
@@ -17,6 +19,9 @@ from tierflow.runtimes.router import TierRouter
 from tierflow.settings import AGENT_KINDS, AgentKind, Settings
 from tierflow.tools.native import native_tools
 from tierflow.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from tierflow.agents.route_features import LearnedRouting
 
 
 def load_classifier(settings: Settings) -> IntentClassifier:
@@ -53,6 +58,8 @@ def build_deps(settings: Settings, classifier: IntentClassifier | None = None,
                registry: TierRegistry | None = None, router: TierRouter | None = None) -> OrchestratorDeps:
     """Agents whose model calls all go through the tier router; an agent kind may prefer a tier."""
     routers = agent_routers(settings, router or build_router(settings, registry))
+    classifier = classifier or load_classifier(settings)
+    learned = load_learned_routing(settings, classifier, routers["worker"])  # a bad folder fails before servers start
     tools = ToolRegistry(native_tools())
     for tool in mcp_tools(settings):  # tools of the MCP servers declared in settings, same registry
         tools.register(tool)
@@ -62,7 +69,7 @@ def build_deps(settings: Settings, classifier: IntentClassifier | None = None,
 
         worker = RosterWorker(worker, settings.a2a_agents, routers["worker"])
     return OrchestratorDeps(
-        classifier=classifier or load_classifier(settings),
+        classifier=classifier,
         decomposer=TaskDecomposer(routers["planner"], tools.names, roles=worker.roles,
                                   max_subtasks=settings.max_subtasks),
         worker=worker,
@@ -71,7 +78,26 @@ def build_deps(settings: Settings, classifier: IntentClassifier | None = None,
         min_confidence=settings.min_confidence,
         memory=open_memory(settings.memory, settings.memory_path),
         recall_k=settings.memory.recall_k,
+        learned_routing=learned,
     )
+
+
+def load_learned_routing(settings: Settings, classifier: IntentClassifier, router: TierRouter) -> LearnedRouting | None:
+    """The learned router of ``routing.learned`` over ``classifier``'s embeddings, or None when none is set.
+
+    A missing or unusable folder fails here, at start-up, with LearnedRouterError naming it. A classifier without
+    embeddings (an injected one) is paired with the configured intent model for the features; a lazily loaded one
+    is loaded now, so its ``classify`` and the router share one embedding cache.
+    """
+    if not settings.routing.learned:
+        return None
+    from tierflow.agents.route_features import EmbeddingClassifier, LearnedRouting
+
+    loaded = getattr(classifier, "loaded", None)  # the API's lazy classifier: the model behind it
+    source = loaded() if callable(loaded) else classifier
+    if not isinstance(source, EmbeddingClassifier):
+        source = load_classifier(settings)
+    return LearnedRouting.load(settings.routing.learned, source, router, settings.routing.min_quality)
 
 
 def build_graph(settings: Settings, deps: OrchestratorDeps, graph_spec: str | None = None,

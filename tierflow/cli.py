@@ -390,6 +390,7 @@ def _register_subcommands() -> None:
     from tierflow.intents_cli import intents_app
     from tierflow.mcp_cli import mcp_app
     from tierflow.memory_cli import memory_app
+    from tierflow.route_cli import route_app
     from tierflow.traces_cli import traces_app
     from tierflow.worker_cli import register as register_scale_out
 
@@ -397,6 +398,7 @@ def _register_subcommands() -> None:
     app.add_typer(mcp_app, name="mcp")
     app.add_typer(a2a_app, name="a2a")
     app.add_typer(memory_app, name="memory")
+    app.add_typer(route_app, name="route", help="train and evaluate the learned tier router")
     app.add_typer(traces_app, name="traces")
     app.add_typer(config_app, name="config")
     app.command("eval")(eval_command)

@@ -153,6 +153,7 @@ class Settings(BaseSettings):
             for kind, tier in self.agent_tiers.items():
                 registry.validate([tier], who=f"agent_tiers.{kind}")
             registry.validate(self.routing.order, who="routing.order")
+            registry.validate(self.routing.cascade, who="routing.cascade")
         except UnknownTierError as exc:
             raise ValueError(str(exc)) from None
         return self
@@ -163,6 +164,15 @@ class Settings(BaseSettings):
         if "private_patterns" not in self.tracing.mask.model_fields_set:
             mask = self.tracing.mask.model_copy(update={"private_patterns": list(self.routing.private_patterns)})
             self.tracing = self.tracing.model_copy(update={"mask": mask})
+        return self
+
+    @model_validator(mode="after")
+    def _learned_router_beside_the_file(self) -> Settings:
+        # routing.learned is a folder that ships with the settings file: a relative path is read from its folder.
+        path, learned = _TOML_PATH.get(), self.routing.learned
+        if path is not None and learned and not Path(learned).expanduser().is_absolute():
+            resolved = str(path.resolve().parent / learned)
+            self.routing = self.routing.model_copy(update={"learned": resolved})
         return self
 
     @property

@@ -12,7 +12,9 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ CONFIG_FILE = "intent_model.json"
 HEAD_FILE = "head.safetensors"
 ENCODER_FILE = "encoder_layers.safetensors"
 PRECISIONS = ("fp32", "int8")
+EMBEDDING_CACHE_SIZE = 256  # texts whose embedding classify() keeps, so route features reuse them
 
 
 class CosineHead(nn.Module):
@@ -112,6 +115,8 @@ class TrainedIntentClassifier:
         self._oos_index = self.labels.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in self.labels else None
         if len(self.labels) != head.n_classes:
             raise IntentModelError(f"{len(self.labels)} labels but the head has {head.n_classes} outputs")
+        self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()  # LRU of single-query embeddings
+        self._embeddings_lock = threading.Lock()
 
     @property
     def in_scope_labels(self) -> list[str]:
@@ -122,11 +127,30 @@ class TrainedIntentClassifier:
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
         """Class probabilities, shape ``(len(texts), len(labels))``, columns in ``self.labels`` order."""
-        if len(texts) == 1:  # the single-query hot path: no sorting, no extra copies
-            emb = self.encoder(**self.encoder.tokenize(texts))
+        if len(texts) == 1:  # the single-query hot path: no sorting, no extra copies; cached for route features
+            emb = self._embed_one(texts[0])
         else:
             emb = self.encoder.embed(texts, batch_size=batch_size)
         return torch.softmax(self.head(emb), dim=-1).numpy()
+
+    @torch.inference_mode()
+    def embedding(self, text: str) -> np.ndarray:
+        """The encoder's unit-length embedding of ``text`` (float32), reused from ``classify`` when it saw it lately."""
+        return self._embed_one(text)[0].numpy()
+
+    def _embed_one(self, text: str) -> torch.Tensor:
+        with self._embeddings_lock:
+            emb = self._embeddings.get(text)
+            if emb is not None:
+                self._embeddings.move_to_end(text)
+                return emb
+        emb = self.encoder(**self.encoder.tokenize([text])).float()  # outside the lock: encoding takes ms
+        with self._embeddings_lock:
+            self._embeddings[text] = emb
+            self._embeddings.move_to_end(text)
+            while len(self._embeddings) > EMBEDDING_CACHE_SIZE:
+                self._embeddings.popitem(last=False)
+        return emb
 
     def decide(self, probs: np.ndarray) -> list[IntentResult]:
         """Turn probability rows into results: argmax, unless it is ``oos`` or below the threshold.
