@@ -11,7 +11,8 @@ import typer
 
 
 def eval_command(
-    suite: Annotated[str, typer.Argument(help="suite YAML file, or a shipped suite name (intents-small, ...)")],
+    suite: Annotated[str, typer.Argument(help="suite YAML file, or a shipped suite name (intents-small, ...); "
+                                         "`routing` (or a YAML with kind: routing) runs the routing benchmark")],
     out: Annotated[Path | None, typer.Option("--out", help="folder for results.jsonl and reports "
                                              "(default: ./evals-out/SUITE); rerunning resumes")] = None,
     baseline: Annotated[Path | None, typer.Option("--baseline", help="report.json of an earlier run")] = None,
@@ -41,6 +42,9 @@ def eval_command(
 
     When Langfuse is configured (settings [tracing] or LANGFUSE_* variables), the run is also a Langfuse
     experiment: one trace per item with its metrics as scores; tracing problems never fail the eval.
+
+    `tierflow eval routing` runs the routing benchmark instead: each of its suites on every tier alone (--limit
+    items of each, --tier to choose the tiers), then routing.json/.md/.html with each strategy's quality-cost curve.
     """
     from tierflow.console import err, exit_code, fail, offline_env
     from tierflow.runtimes.errors import TierflowError
@@ -49,9 +53,15 @@ def eval_command(
     from tierflow.evals.errors import EvalError
     from tierflow.evals.gate import compare, load_baseline
     from tierflow.evals.report import summarize, to_markdown, write_reports
+    from tierflow.evals.routing_bench import is_routing_file
     from tierflow.evals.runner import run_suite
     from tierflow.evals.suite import load_suite
 
+    routing_file = is_routing_file(suite)
+    if routing_file is not None:  # a routing benchmark: its suites on every tier, then the strategies' curves
+        _run_routing(routing_file, out=out, limit=limit, tiers=tiers, config=config, fresh=fresh,
+                     progress=progress and not as_json, as_json=as_json)
+        return
     experiment = None
     try:
         spec = load_suite(suite)
@@ -110,6 +120,81 @@ def eval_command(
         raise typer.Exit(1)
 
 
+def _run_routing(path: Path, *, out: Path | None, limit: int | None, tiers: list[str] | None,
+                 config: Path | None, fresh: bool, progress: bool, as_json: bool) -> None:
+    """``tierflow eval routing``: run each suite of the benchmark on each tier alone (no escalation), keep one
+    routing item per item, and replay the routing strategies over them (tierflow.evals.routing)."""
+    from tierflow.console import err, exit_code, fail
+    from tierflow.evals.report import summarize, write_reports
+    from tierflow.evals.routing import analyze, routing_markdown, write_items, write_routing_report
+    from tierflow.evals.routing_bench import load_routing, routing_items
+    from tierflow.evals.runner import run_suite
+    from tierflow.evals.suite import load_suite
+    from tierflow.runtimes.errors import TierflowError
+
+    try:
+        bench = load_routing(path)
+        if tiers:
+            bench.tiers = list(dict.fromkeys(tiers))
+        config = config or bench.config
+        folder = out or Path("evals-out") / bench.name
+        settings = _settings(config, folder, no_escalation=True)
+        registry = settings.registry()
+        registry.validate(bench.tiers, who="routing benchmark tiers")
+        cleared = [t for t in bench.tiers if registry.config(t).cleared_for(True)]
+        items = []
+        for name, count in bench.suites.items():
+            spec = load_suite(name)
+            spec.dataset.limit = limit or count or spec.dataset.limit
+            spec.matrix.tiers = list(bench.tiers)
+            if spec.task.kind == "run":
+                spec.matrix.patterns = [bench.pattern]
+            sub = folder / spec.name
+            results = sub / "results.jsonl"
+            if fresh and results.exists():
+                results.unlink()
+            dataset = spec.dataset.load(seed=spec.seed)
+            if not as_json:
+                err.print(f"routing: {spec.name}: {len(dataset)} items x {len(bench.tiers)} tiers",
+                          highlight=False, markup=False)
+            task = _task(spec, None, config, sub, no_escalation=True)
+            records = run_suite(spec, task, dataset, results, progress=progress)
+            write_reports(summarize(spec, records, dataset), records, sub, html_report=False)
+            items += routing_items(spec.name, dataset, records, bench.tiers, cleared_for_private=cleared,
+                                   private_patterns=settings.routing.private_patterns,
+                                   budget=settings.routing.budget.model_dump())
+        write_items(items, folder / "items.jsonl")
+        report = analyze(items, bench.tiers, cleared_for_private=cleared, fit=_learned_fit(items, settings,
+                                                                                             bench.tiers),
+                         folds=bench.folds, seed=bench.seed)
+        report["benchmark"] = {"name": bench.name, "suites": {Path(s).stem: n for s, n in bench.suites.items()},
+                               "tiers": bench.tiers, "pattern": bench.pattern}
+        paths = write_routing_report(report, folder)
+    except TierflowError as exc:
+        raise fail(str(exc), exit_code(exc)) from None
+    if as_json:
+        print(json.dumps(report))
+    else:
+        print(routing_markdown(report))
+        err.print(f"reports: {', '.join(str(p) for p in paths.values())}; items: {folder / 'items.jsonl'}",
+                  highlight=False, markup=False)
+
+
+def _learned_fit(items, settings, tiers: list[str]):
+    """The learned router's ``fit`` for the benchmark, on the run's intent model (its embeddings are the
+    features); None when that model has no embeddings (then the benchmark leaves the learned router out)."""
+    from tierflow.app import load_classifier
+    from tierflow.console import err
+    from tierflow.route_training import learned_fit
+    from tierflow.runtimes.learned_router import LearnedRouterError
+
+    try:
+        return learned_fit(items, load_classifier(settings), tiers)
+    except LearnedRouterError as exc:
+        err.print(f"warning: no learned router in this benchmark: {exc}", highlight=False, markup=False)
+        return None
+
+
 def _run_distributed(spec, items, results: Path, config: Path | None, folder: Path, intent_model: Path | None,
                      progress: bool) -> list[dict]:
     """The suite's units as DBOS workflows on the settings' [executor] database, executed by workers."""
@@ -149,7 +234,7 @@ def register_eval_jobs(config: Path | None = None) -> None:
     register_job(UNIT_JOB, handler)
 
 
-def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):
+def _task(spec, intent_model: Path | None, config: Path | None, folder: Path, no_escalation: bool = False):
     from tierflow.evals.errors import EvalError
     from tierflow.evals.registry import REGISTRY
     from tierflow.evals.tasks import IntentTask, RunTask
@@ -157,9 +242,9 @@ def _task(spec, intent_model: Path | None, config: Path | None, folder: Path):
     config = config or spec.task.config
     if spec.task.kind == "intent":
         return IntentTask.from_model(intent_model or spec.task.model)
-    settings = _settings(config, folder)
+    settings = _settings(config, folder, no_escalation=no_escalation)
     if spec.task.kind == "run":
-        return RunTask(_graph_factory(config, folder), settings.tier_costs())
+        return RunTask(_graph_factory(config, folder, no_escalation), settings.tier_costs())
     build = REGISTRY.task(spec.task.kind).build  # a benchmark's tier-driven task (function_call, plan, ...)
     if build is None:
         raise EvalError(f"task kind {spec.task.kind!r} registers no builder for a tier-driven task")
@@ -197,12 +282,14 @@ def _experiment(spec, items, config: Path | None, folder: Path):
         return None
 
 
-def _settings(config: Path | None, folder: Path, tier: str | None = None):
+def _settings(config: Path | None, folder: Path, tier: str | None = None, no_escalation: bool = False):
     from tierflow.settings import load_settings, tier_overrides
 
     # eval runs keep checkpoints and memory to themselves
     overrides: dict[str, object] = {"home": folder / "home", **tier_overrides(tier)}
     settings = load_settings(config, **overrides)
+    if no_escalation:  # the routing benchmark measures each tier alone
+        settings.routing.max_escalations = 0
     for name, server in settings.mcp_servers.items():  # suites start demo MCP servers with this interpreter
         if getattr(server, "command", None) == "{python}":
             settings.mcp_servers[name] = server.model_copy(update={"command": sys.executable})
