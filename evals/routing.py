@@ -2,11 +2,13 @@
 
 A routing benchmark runs every item of a suite on every tier once and stores one :class:`RoutingItem` per item
 (JSON lines, :func:`write_items` / :func:`read_items`). :func:`analyze` then replays routing strategies over those
-rows WITHOUT running a model: each single tier, random mixes of two tiers, the static order (cheapest first,
-escalate when a run-time check fails), the confidence cascade at a grid of log-probability thresholds, an optional
-learned router (cross-fitted) and the oracle. It scores them with RouterBench's AIQ (Hu et al. 2024,
-arXiv:2403.12031) and RouteLLM's APGR / CPT (Ong et al. 2024, arXiv:2406.18665), and recommends the cascade
-thresholds to set as ``routing.checks.min_mean_logprob`` / ``min_token_logprob``.
+rows WITHOUT running a model: each single tier, random mixes of two tiers, the static order (escalate when a
+run-time check fails) and the confidence cascade at a grid of log-probability thresholds, both for every cascade
+order (each subsequence of the tiers, cheapest first, of two or more tiers ending at the strongest: what
+``routing.cascade`` may list), an optional learned router (cross-fitted) and the oracle. It scores them with
+RouterBench's AIQ (Hu et al. 2024, arXiv:2403.12031) and RouteLLM's APGR / CPT (Ong et al. 2024,
+arXiv:2406.18665), and recommends the order and the cascade thresholds to set as ``routing.cascade`` and
+``routing.checks.min_mean_logprob`` / ``min_token_logprob``.
 :func:`write_routing_report` writes routing.json, routing.md and routing.html.
 
 Conventions (all stated again in the report):
@@ -16,7 +18,9 @@ Conventions (all stated again in the report):
   another tier for it uses the nearest allowed one (the next stronger allowed tier, else the strongest allowed);
 - envelopes are the non-decreasing upper concave hull of a strategy's points (RouterBench): between two operating
   points a strategy can mix them at random, so the segment between them is achievable; before a strategy's
-  cheapest point its quality counts as 0 and after its dearest point it stays flat.
+  cheapest point its quality counts as 0 and after its dearest point it stays flat;
+- strategies ``static:<order>`` / ``cascade:<order>`` (order as ``mobile+edge``) hold one order each; ``static`` and
+  ``cascade`` are the union of their points over all orders (each point's ``params["order"]`` names its order).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from itertools import pairwise
+from itertools import combinations, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +70,8 @@ EPS = 1e-9
 MIX_STEPS = 20  # random mixes: p = 0, 0.05, ..., 1
 RECOMMEND_QUALITY = 0.95  # recommended cascade: >= 95% of the strongest tier's quality ...
 RECOMMEND_STRONG = 0.40  # ... with <= 40% of its calls
+MAX_ORDERS = 31  # all cascade orders up to 6 tiers; beyond, the full order and those of two or three tiers
+MAX_PLOT_ORDERS = 5  # cascade orders drawn in the quality-cost plot (best AIQ first)
 
 
 class RoutingDataError(DatasetError):
@@ -316,6 +322,29 @@ def _margin_vs(env: Sequence[Pt], baseline: Sequence[Pt]) -> tuple[float, float]
     return min(((envelope_value(env, x) - envelope_value(baseline, x), x) for x in xs), key=lambda m: m[0])
 
 
+def _above(env: Sequence[Pt], baseline: Sequence[Pt]) -> dict[str, Any] | None:
+    """Whether env is strictly above baseline on the open interior of env's cost range (its two end costs
+    excluded; a one-cost range is judged at that cost), with the worst margin over the closed range.
+
+    The difference is linear between consecutive knots (vertices of either), so it is positive on the open interior
+    when it is positive at every interior knot and at every midpoint between knots, and not negative at the ends."""
+    margin = _margin_vs(env, baseline)
+    if margin is None:
+        return None
+    lo, hi = env[0][0], env[-1][0]
+
+    def diff(x: float) -> float:
+        return envelope_value(env, x) - envelope_value(baseline, x)
+
+    if hi - lo <= EPS:
+        interior = margin[0] > EPS
+    else:
+        knots = sorted({lo, hi, *(x for x, _ in env), *(x for x, _ in baseline if lo < x < hi)})
+        inner = [x for x in knots if lo < x < hi] + [(a + b) / 2 for a, b in pairwise(knots)]
+        interior = diff(lo) >= -EPS and diff(hi) >= -EPS and all(diff(x) > EPS for x in inner)
+    return {"everywhere": interior, "worst_margin": margin[0], "at_cost": margin[1], "range": [lo, hi]}
+
+
 # -- replaying strategies over the stored outcomes -------------------------------------------------------------
 
 
@@ -365,10 +394,12 @@ class _Table:
     def onehot(self, chosen: np.ndarray) -> np.ndarray:
         return self.idx == chosen[None, :]
 
-    def cascade(self, accept: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Try allowed tiers from ``start`` up; stop at the first accepted one (the last allowed one always is)."""
+    def cascade(self, accept: np.ndarray, start: np.ndarray | None = None,
+                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Try allowed tiers (those in ``mask``, default all) from ``start`` up; stop at the first accepted one (the
+        last allowed one always is, and every mask of :meth:`order_mask` holds it)."""
         start = self.first_allowed if start is None else start
-        later = self.allowed & (self.idx >= start[None, :])
+        later = (self.allowed if mask is None else mask) & (self.idx >= start[None, :])
         eligible = later & (accept | (self.idx == self.last_allowed[None, :]))
         chosen = np.argmax(eligible, axis=0)
         return chosen, later & (self.idx <= chosen[None, :])
@@ -388,6 +419,16 @@ class _Table:
         stronger = self.allowed & (self.idx > tier)
         fallback = np.where(stronger.any(axis=0), np.argmax(stronger, axis=0), self.last_allowed)
         return np.where(self.allowed[tier], tier, fallback)
+
+    def order_mask(self, order: Sequence[int]) -> np.ndarray:
+        """Per item, the tiers a cascade over ``order`` (tier indices, cheapest first, ending at the strongest) tries:
+        each order tier, or where an item may not use it, its :meth:`substitute` (so every item ends on its strongest
+        allowed tier, and one with no allowed tier in the order uses the strongest allowed one)."""
+        mask = np.zeros_like(self.allowed)
+        cols = np.arange(len(self.items))
+        for tier in order:
+            mask[self.substitute(tier), cols] = True
+        return mask
 
     def point(self, label: str, params: dict[str, Any], chosen: np.ndarray, tried: np.ndarray) -> dict[str, Any]:
         """Aggregate one strategy configuration: the accepted tier ``chosen`` per item and every tier ``tried``."""
@@ -429,6 +470,16 @@ def _grid(values: np.ndarray, size: int) -> list[float | None]:
         return [None]
     qs = np.quantile(finite, np.linspace(0, 1, size + 1)[1:])
     return [None, *sorted({float(q) for q in qs})]
+
+
+def _orders(n: int) -> list[list[int]]:
+    """Cascade orders over n tiers: every subsequence of 0..n-1 of length >= 2 ending at n-1, the full order first,
+    longer before shorter (above :data:`MAX_ORDERS` orders: the full order and those of two or three tiers)."""
+    last = n - 1
+    orders = [[*head, last] for k in range(last, 0, -1) for head in combinations(range(last), k)]
+    if len(orders) > MAX_ORDERS:
+        orders = [o for o in orders if len(o) <= 3 or len(o) == n]
+    return orders
 
 
 def _cross_fit(items: Sequence[RoutingItem], fit: Fit, folds: int, seed: int) -> list[dict[str, float]]:
@@ -504,9 +555,7 @@ def _metrics(points: list[dict[str, Any]], ctx: dict[str, Any], random_env: list
         "budget_overrun_rows": max(p["budget_overrun_rows"] for p in points),
         "above_random": None}
     if random_env is not None:
-        margin = _margin_vs(env, random_env)
-        if margin is not None:
-            out["above_random"] = {"everywhere": margin[0] > EPS, "worst_margin": margin[0], "at_cost": margin[1]}
+        out["above_random"] = _above(env, random_env)
     return out
 
 
@@ -554,20 +603,36 @@ def analyze(items: Sequence[RoutingItem], tiers: Sequence[str] | None = None, *,
                                   {"cheap": tiers[a], "strong": tiers[b], "p_strong": p}))
     strategies["random"] = {"kind": "random", "points": mixes}
 
-    chosen, tried = table.cascade(table.accept(None, None))
-    strategies["static"] = {"kind": "static", "points": [table.point("checks only", {}, chosen, tried)]}
-
-    body = table.allowed & (table.idx < table.last_allowed[None, :])  # where a threshold can escalate
-    grid_mean = _grid(table.lp_mean[body], grid)
-    grid_min = _grid(table.lp_min[body], grid)
-    cascade = []
-    for th_mean in grid_mean:
-        for th_min in grid_min:
-            chosen, tried = table.cascade(table.accept(th_mean, th_min))
-            label = f"mean>={_threshold(th_mean)} min>={_threshold(th_min)}"
-            cascade.append(table.point(label, {"min_mean_logprob": th_mean, "min_token_logprob": th_min}, chosen,
-                                       tried))
-    strategies["cascade"] = {"kind": "cascade", "points": cascade}
+    orders = [[tiers[i] for i in order] for order in _orders(n_t)]
+    checks_only = table.accept(None, None)
+    per_static: dict[str, dict[str, Any]] = {}
+    per_cascade: dict[str, dict[str, Any]] = {}
+    grids: dict[str, dict[str, list[float | None]]] = {}
+    for order, names in zip(_orders(n_t), orders, strict=True):
+        key = "+".join(names)
+        mask = table.order_mask(order)
+        chosen, tried = table.cascade(checks_only, mask=mask)
+        per_static[f"static:{key}"] = {"kind": "static", "order": names, "points": [
+            table.point(f"{key} checks only", {"order": names}, chosen, tried)]}
+        body = mask & (table.idx < table.last_allowed[None, :])  # where a threshold can escalate
+        grids[key] = {"min_mean_logprob": _grid(table.lp_mean[body], grid),
+                      "min_token_logprob": _grid(table.lp_min[body], grid)}
+        points = []
+        for th_mean in grids[key]["min_mean_logprob"]:
+            for th_min in grids[key]["min_token_logprob"]:
+                chosen, tried = table.cascade(table.accept(th_mean, th_min), mask=mask)
+                label = f"{key} mean>={_threshold(th_mean)} min>={_threshold(th_min)}"
+                points.append(table.point(label, {"min_mean_logprob": th_mean, "min_token_logprob": th_min,
+                                                  "order": names}, chosen, tried))
+        per_cascade[f"cascade:{key}"] = {"kind": "cascade", "order": names, "points": points,
+                                         "thresholds_grid": grids[key]}
+    static = [p for s in per_static.values() for p in s["points"]]
+    cascade = [p for s in per_cascade.values() for p in s["points"]]
+    strategies["static"] = {"kind": "static", "orders": orders, "points": static}
+    strategies.update(per_static)
+    strategies["cascade"] = {"kind": "cascade", "orders": orders, "points": cascade}
+    strategies.update(per_cascade)
+    grid_mean, grid_min = grids["+".join(tiers)].values()
 
     if fit is not None:
         predictions = _cross_fit(items, fit, folds, seed)
@@ -611,26 +676,37 @@ def analyze(items: Sequence[RoutingItem], tiers: Sequence[str] | None = None, *,
             "items": len(items), "private_items": int(table.private.sum()),
             "cleared_for_private": sorted(cleared),
             "q_weak": ctx["q_weak"], "q_strong": ctx["q_strong"], "cost_range": [ctx["c_min"], ctx["c_max"]],
+            "orders": orders,
             "thresholds_grid": {"min_mean_logprob": grid_mean, "min_token_logprob": grid_min},
+            "thresholds_grid_by_order": grids,
             "privacy_violations": {name: s["metrics"]["privacy_violations"] for name, s in strategies.items()},
             "private_violation_rows": int((table.has & table.pv).sum()),
             "budget_overrun_rows": int((table.has & table.bo).sum()),
             "strategies": strategies,
             "recommendation": _recommend(cascade, singles[-1]),
+            "cheapest_at_95": _cheapest(static + cascade, singles[-1]),
             "random_envelope": [list(v) for v in random_env],
             "definitions": DEFINITIONS}
 
 
 def replay_cascade(items: Sequence[RoutingItem], tiers: Sequence[str] | None = None, *,
                    cleared_for_private: Iterable[str], min_mean_logprob: float | None = None,
-                   min_token_logprob: float | None = None) -> list[dict[str, Any]]:
+                   min_token_logprob: float | None = None, order: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Per item, what the cascade at the given thresholds does (None = that threshold off, i.e. the static order):
-    the tiers it tries, the tier whose answer it accepts, whether that passed and what it cost. For explaining a
-    point of :func:`analyze`."""
+    the tiers it tries, the tier whose answer it accepts, whether that passed and what it cost. ``order`` (default:
+    every tier) is the cascade order, tiers of ``tiers`` ending at the strongest. For explaining a point of
+    :func:`analyze`."""
     items = list(items)
     tiers = list(tiers) if tiers is not None else _default_tiers(items)
     table = _Table(items, tiers, set(cleared_for_private))
-    chosen, tried = table.cascade(table.accept(min_mean_logprob, min_token_logprob))
+    mask = None
+    if order is not None:
+        unknown = [t for t in order if t not in tiers]
+        index = sorted({tiers.index(t) for t in order if t in tiers})
+        if unknown or not index or index[-1] != len(tiers) - 1:
+            raise EvalError(f"cascade order {list(order)} must be tiers of {tiers} ending at the strongest")
+        mask = table.order_mask(index)
+    chosen, tried = table.cascade(table.accept(min_mean_logprob, min_token_logprob), mask=mask)
     return [{"suite": item.suite, "item": item.item, "tried": [t for i, t in enumerate(tiers) if tried[i, j]],
              "answered_by": tiers[chosen[j]], "passed": bool(table.passed[chosen[j], j]),
              "cost": float(table.cost[:, j][tried[:, j]].sum())} for j, item in enumerate(items)]
@@ -657,9 +733,32 @@ def _recommend(cascade: list[dict[str, Any]], strong: dict[str, Any]) -> dict[st
     if not fits:
         return {"found": False, "criterion": criterion}
     best = min(fits, key=lambda p: (-p["quality"], p["cost"]))
-    return {"found": True, "criterion": criterion, "label": best["label"],
+    order = best["params"].get("order")
+    return {"found": True, "criterion": criterion, "label": best["label"], "order": order,
+            "strategy": None if order is None else "cascade:" + "+".join(order),
             "min_mean_logprob": best["params"]["min_mean_logprob"],
             "min_token_logprob": best["params"]["min_token_logprob"],
+            "quality": best["quality"], "cost": best["cost"], "strong_share": best["strong_share"],
+            "quality_vs_strong": best["quality"] / q_ref if q_ref else None,
+            "strong_calls_vs_strong": best["strong_share"] / s_ref if s_ref else None}
+
+
+def _cheapest(points: list[dict[str, Any]], strong: dict[str, Any]) -> dict[str, Any]:
+    """The cheapest static or cascade point (any order) with >= 95% of the strongest tier's quality, whatever its
+    strongest-tier calls; ties: better quality, then fewer strongest-tier calls."""
+    criterion = (f"quality >= {RECOMMEND_QUALITY:.0%} of the strongest tier's, any static or cascade point of any "
+                 "order; lowest cost, then best quality")
+    q_ref, s_ref = strong["quality"], strong["strong_share"]
+    fits = [p for p in points if p["quality"] >= RECOMMEND_QUALITY * q_ref - EPS]
+    if not fits:
+        return {"found": False, "criterion": criterion}
+    best = min(fits, key=lambda p: (p["cost"], -p["quality"], p["strong_share"]))
+    order = best["params"].get("order")
+    kind = "cascade" if "min_mean_logprob" in best["params"] else "static"
+    return {"found": True, "criterion": criterion, "label": best["label"], "order": order,
+            "strategy": None if order is None else f"{kind}:" + "+".join(order),
+            "min_mean_logprob": best["params"].get("min_mean_logprob"),
+            "min_token_logprob": best["params"].get("min_token_logprob"),
             "quality": best["quality"], "cost": best["cost"], "strong_share": best["strong_share"],
             "quality_vs_strong": best["quality"] / q_ref if q_ref else None,
             "strong_calls_vs_strong": best["strong_share"] / s_ref if s_ref else None}
@@ -669,29 +768,33 @@ DEFINITIONS = [
     "quality = share of items whose accepted answer passed the suite's checks; cost = mean cost per item, every "
     "tier a strategy tried paid in full; strong share = share of items whose answer or any attempt ran on the "
     "strongest tier.",
-    "single tier: every item on that tier. random: for each pair of tiers, the stronger one with probability p "
-    "(0, 0.05, ..., 1), expected values (RouterBench's random router); its envelope is the best random mix at each "
-    "cost and gives its AIQ, while its APGR, CPT and savings use the cheapest↔strongest mixes only (RouteLLM's "
-    "random router). static: cheapest tier first, the first answer whose run-time checks (schema, grounding, tool "
-    "errors, status) pass is accepted, else the strongest tier's answer. cascade: the same, also requiring mean and "
-    "minimum token log-probability at or above thresholds (quantiles of the observed values; a tier that reports "
-    "none is judged on its checks). learned: a fitted router predicts each tier's pass probability (cross-fitted, "
-    "no item scored by a model trained on it) and picks the cheapest tier with p >= min quality; learned+cascade "
+    "single tier: every item on that tier. random: for each pair of tiers, the stronger one with probability p (0, "
+    "0.05, ..., 1), expected values (RouterBench's random router); its envelope is the best random mix at each cost "
+    "and gives its AIQ, while its APGR, CPT and savings use the cheapest↔strongest mixes only (RouteLLM's random "
+    "router). static: the tiers of a cascade order in turn, cheapest first, the first answer whose run-time checks "
+    "(schema, grounding, tool errors, status) pass is accepted, else the strongest tier's answer; an order is any "
+    "two or more tiers ending at the strongest (routing.cascade), static:<order> is one order and static the union "
+    "of all orders' points. cascade: the same, also requiring mean and minimum token log-probability at or above "
+    "thresholds (per order, quantiles of the values observed on its tiers before the last; a tier that reports none "
+    "is judged on its checks). learned: a fitted router predicts each tier's pass probability (cross-fitted, no "
+    "item scored by a model trained on it) and picks the cheapest tier with p >= min quality; learned+cascade "
     "escalates from there like the static order. oracle: the cheapest tier that passes, else the cheapest.",
     "Private items only run on tiers cleared for private data that have an outcome; where a strategy would use "
-    "another tier, the next stronger allowed tier (else the strongest allowed) stands in. privacy violations "
-    "count attempts of private items on a tier not cleared (must be 0).",
+    "another tier (an order's tier included), the next stronger allowed tier (else the strongest allowed) stands "
+    "in. privacy violations count attempts of private items on a tier not cleared (must be 0).",
     "Envelope: the non-decreasing upper concave hull of a strategy's (cost, quality) points; mixing two operating "
     "points at random reaches the segment between them. Quality counts as 0 below a strategy's cheapest point and "
     "stays flat above its dearest.",
     "AIQ (RouterBench, Hu et al. 2024): the area under the envelope over the cost range shared by all strategies, "
     "divided by its width.",
     "PGR = (quality − weak) / (strong − weak), weak = cheapest tier alone, strong = strongest tier alone, clipped "
-    "to [0, 1]. APGR (RouteLLM, Ong et al. 2024): the area under the envelope of PGR against strong share on "
-    "[0, 1] (random mixing of weak and strong: 0.5). CPT(x%): the smallest strong share of a point with PGR >= x.",
-    "saved at ≤1 pt: the largest share of strongest-tier calls saved by a point whose quality is within 0.01 of "
-    "the strongest tier's. above random: whether the envelope is strictly above the best random mix at every "
-    "cost in the strategy's own range; worst margin in quality.",
+    "to [0, 1]. APGR (RouteLLM, Ong et al. 2024): the area under the envelope of PGR against strong share on [0, 1] "
+    "(random mixing of weak and strong: 0.5). CPT(x%): the smallest strong share of a point with PGR >= x.",
+    "saved at ≤1 pt: the largest share of strongest-tier calls saved by a point whose quality is within 0.01 of the "
+    "strongest tier's. above random: whether the envelope is strictly above the best random mix at every cost "
+    "inside the strategy's own cost range, its two end costs excluded (a strategy whose cheapest point is a single "
+    "tier's point still counts; a one-point strategy is judged at its point); worst margin: the smallest difference "
+    "in quality over the whole range, ends included.",
 ]
 
 
@@ -846,6 +949,32 @@ def _threshold(value: float | None) -> str:
     return "off" if value is None else f"{value:g}"
 
 
+def _order_text(order: Sequence[str] | None) -> str:
+    return "–" if not order else json.dumps(list(order))
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(str(v) for v in value)
+    return _threshold(value) if value is None or isinstance(value, float) else str(value)
+
+
+def _plotted(strategies: dict[str, Any]) -> list[str]:
+    """Strategies drawn in the plots: all but single tiers and random mixes; static and cascade per order (at most
+    :data:`MAX_PLOT_ORDERS` orders, best cascade AIQ first) instead of their unions when the report has them."""
+    per_order = [n for n, s in strategies.items() if s["kind"] == "cascade" and "order" in s]
+    ranked = sorted(per_order, key=lambda n: -(strategies[n]["metrics"]["aiq"] or 0.0))[:MAX_PLOT_ORDERS]
+    keep = set(ranked) | {"static:" + n.split(":", 1)[1] for n in ranked}
+    names = []
+    for name, s in strategies.items():
+        if s["kind"] in {"single", "random"}:
+            continue
+        if s["kind"] in {"static", "cascade"} and per_order and (name not in keep if "order" in s else True):
+            continue
+        names.append(name)
+    return names
+
+
 def _sections(report: dict[str, Any]) -> list[Section]:
     """The routing report's content once, for Markdown and HTML."""
     strategies = report["strategies"]
@@ -878,12 +1007,22 @@ def _sections(report: dict[str, Any]) -> list[Section]:
 
     rec = report["recommendation"]
     if rec["found"]:
-        notes = [f"Set routing.checks.min_mean_logprob = {_threshold(rec['min_mean_logprob'])} and "
+        order = f"routing.cascade = {_order_text(rec.get('order'))}, " if rec.get("order") else ""
+        notes = [f"Set {order}routing.checks.min_mean_logprob = {_threshold(rec['min_mean_logprob'])} and "
                  f"routing.checks.min_token_logprob = {_threshold(rec['min_token_logprob'])}: quality "
                  f"{_f(rec['quality'])} ({_f(rec['quality_vs_strong'])} of the strongest tier's), cost "
                  f"{_f(rec['cost'])}, strong share {_f(rec['strong_share'])}.", f"Criterion: {rec['criterion']}."]
     else:
         notes = [f"No cascade point meets the criterion ({rec['criterion']}); keep the current thresholds."]
+    cheap = report.get("cheapest_at_95")
+    if cheap and cheap["found"]:
+        notes.append(f"Cheapest at {RECOMMEND_QUALITY:.0%} of the strongest tier's quality, whatever its strong "
+                     f"share: {cheap['strategy'] or cheap['label']} (routing.cascade = "
+                     f"{_order_text(cheap.get('order'))}, min_mean_logprob = {_threshold(cheap['min_mean_logprob'])}, "
+                     f"min_token_logprob = {_threshold(cheap['min_token_logprob'])}): quality {_f(cheap['quality'])}, "
+                     f"cost {_f(cheap['cost'])}, strong share {_f(cheap['strong_share'])}.")
+    elif cheap:
+        notes.append(f"No static or cascade point reaches {RECOMMEND_QUALITY:.0%} of the strongest tier's quality.")
     out.append(Section("Recommended cascade thresholds", notes))
 
     for name in ("cascade", "learned", "learned+cascade"):
@@ -900,8 +1039,7 @@ def _sections(report: dict[str, Any]) -> list[Section]:
         head = ["params", "quality", "cost", "strong share", *(f"answered by {t}" for t in report["tiers"])]
         table = Table(head, numeric=set(range(1, len(head))))
         for p in chosen:
-            params = ", ".join(f"{k} {_threshold(v) if v is None or isinstance(v, float) else v}"
-                               for k, v in p["params"].items()) or "–"
+            params = ", ".join(f"{k} {_param(v)}" for k, v in p["params"].items()) or "–"
             table.rows.append([params, _f(p["quality"]), _f(p["cost"]), _f(p["strong_share"]),
                                *(str(p["answered_by"][t]) for t in report["tiers"])])
         out.append(Section(f"{name}: Pareto points", [f"{len(chosen)} of {len(points)} points are on the Pareto "
@@ -940,6 +1078,16 @@ def routing_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _colors(strategies: dict[str, Any], names: Sequence[str]) -> dict[str, str]:
+    """A colour per strategy; static and cascade of the same order share one."""
+    groups: dict[str, str] = {}
+    out = {}
+    for name in names:
+        group = name.split(":", 1)[1] if "order" in strategies[name] else name
+        out[name] = groups.setdefault(group, f"C{len(groups) % 10}")
+    return out
+
+
 def routing_plots(report: dict[str, Any]) -> dict[str, str]:
     """Base64 PNGs: quality vs cost (envelope per strategy, single tiers as points, random mix dashed) and PGR vs
     strong share."""
@@ -954,8 +1102,8 @@ def routing_plots(report: dict[str, Any]) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     env = report["random_envelope"]
     ax.plot([x for x, _ in env], [y for _, y in env], "--", color="grey", label="best random mix")
-    colors = {name: f"C{i % 10}" for i, name in enumerate(n for n, s in strategies.items()
-                                                           if s["kind"] not in {"single", "random"})}
+    plotted = _plotted(strategies)
+    colors = _colors(strategies, plotted)
     for name, color in colors.items():
         pts = strategies[name]["points"]
         if len(pts) == 1:
@@ -981,8 +1129,10 @@ def routing_plots(report: dict[str, Any]) -> dict[str, str]:
     if any(s["pgr_envelope"] for s in strategies.values()):
         fig, ax = plt.subplots(figsize=(5.2, 4.2))
         ax.plot([0, 1], [0, 1], "--", color="grey", label="random (weak↔strong)")
-        for index, (name, s) in enumerate((n, s) for n, s in strategies.items() if s["kind"] != "random"):
-            env, color = s["pgr_envelope"], f"C{index % 10}"
+        pgr_colors = _colors(strategies, [n for n, s in strategies.items() if s["kind"] == "single"] + plotted)
+        for name, color in pgr_colors.items():
+            s = strategies[name]
+            env = s["pgr_envelope"]
             if not env:
                 continue
             if len(env) == 1:

@@ -20,6 +20,7 @@ from tierflow.evals.datasets import EvalItem
 from tierflow.evals.errors import SuiteError
 from tierflow.evals.routing import RoutingItem, TierOutcome
 from tierflow.evals.suite import SUITES_DIR
+from tierflow.runtimes.cost import call_cost
 
 # Notes the orchestrator writes when it had to replace the synthesizer's answer (tools.grounding).
 _GROUNDING_NOTE = "synthesized answer had numbers"
@@ -114,15 +115,26 @@ def _confidence(calls: Sequence[Mapping[str, Any]]) -> tuple[float | None, float
 
 
 def outcome_of(record: Mapping[str, Any], private: bool, cleared: set[str],
-               budget: Mapping[str, Any] | None = None) -> TierOutcome:
-    """One eval record (an item on one tier) as the routing benchmark's outcome; ``budget`` (the settings'
-    ``routing.budget``) flags an item whose run used more tokens, cost or wall time than a run may."""
+               budget: Mapping[str, Any] | None = None,
+               prices: Mapping[str, tuple[float, ...]] | None = None) -> TierOutcome:
+    """One eval record (an item on one tier) as the routing benchmark's outcome.
+
+    ``prices`` (tier -> :class:`tierflow.runtimes.cost.Price`) re-prices the record's calls with today's cost model
+    (else the cost stored at run time counts); ``budget`` (the settings' ``routing.budget``) flags an item whose run
+    used more tokens, cost or wall time than a run may.
+    """
     output = record.get("output") or {}
     calls = list(output.get("model_calls") or [])
     mean, low = _confidence(calls)
     failed = _failed_check(record)
     tokens = int(sum(int(c.get("input_tokens") or 0) + int(c.get("output_tokens") or 0) for c in calls))
-    cost, wall_s = float(output.get("cost") or 0.0), float(output.get("latency_ms") or 0.0) / 1000
+    wall_s = float(output.get("latency_ms") or 0.0) / 1000
+    if prices is None:
+        cost = float(output.get("cost") or 0.0)
+    else:
+        cost = sum(call_cost(prices.get(str(c.get("tier"))), int(c.get("input_tokens") or 0),
+                             int(c.get("output_tokens") or 0), float(c.get("latency_ms") or 0.0) / 1000).total
+                   for c in calls)
     limits = budget or {}
     over = any(cap is not None and used > cap for used, cap in ((tokens, limits.get("max_tokens")),
                                                                  (cost, limits.get("max_cost")),
@@ -135,11 +147,12 @@ def outcome_of(record: Mapping[str, Any], private: bool, cleared: set[str],
 
 def routing_items(suite: str, items: Iterable[EvalItem], records: Iterable[Mapping[str, Any]],
                   tiers: Sequence[str], *, cleared_for_private: Iterable[str],
-                  private_patterns: Sequence[str] = (), budget: Mapping[str, Any] | None = None) -> list[RoutingItem]:
+                  private_patterns: Sequence[str] = (), budget: Mapping[str, Any] | None = None,
+                  prices: Mapping[str, tuple[float, ...]] | None = None) -> list[RoutingItem]:
     """One routing item per eval item that ran on every tier (or, when private, on a cleared one).
 
     An item is private when one of the router's ``private_patterns`` matches it, as the router would decide;
-    ``budget`` (``max_tokens``/``max_cost``/``max_wall_s`` of a run) flags overruns.
+    ``budget`` (``max_tokens``/``max_cost``/``max_wall_s`` of a run) flags overruns; ``prices`` re-prices calls.
     """
     cleared = set(cleared_for_private)
     patterns = [re.compile(p) for p in private_patterns]
@@ -161,6 +174,6 @@ def routing_items(suite: str, items: Iterable[EvalItem], records: Iterable[Mappi
             features["intent"] = intents.pop()
         out.append(RoutingItem(suite=Path(suite).stem, item=item.id, input=item.input, group=item.group,
                                private=private, features=features,
-                               outcomes={t: outcome_of(r, private, cleared, budget) for t, r in ran.items()
+                               outcomes={t: outcome_of(r, private, cleared, budget, prices) for t, r in ran.items()
                                          if t in tiers}))
     return out

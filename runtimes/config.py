@@ -88,6 +88,17 @@ class TierConfig(BaseModel):
 # Declared price of a CPU-second on the offline tiers: 0.036 $ per CPU-hour, about an on-demand cloud vCPU-hour,
 # so local and remote tiers share one currency (the routing benchmark compares them).
 LOCAL_CPU_SECOND_PRICE = 0.00001
+# Tokens each shipped model reads (prefill) and writes (decode) per CPU-second on a 2-core x86 box with llama.cpp
+# (measured; ../shared/NOTES.md). The offline tiers are priced per token at LOCAL_CPU_SECOND_PRICE through these
+# rates rather than by each call's wall time, so a benchmark on a busy machine prices the same tokens the same.
+SHIPPED_TOKENS_PER_CPU_S = {"smollm2-135m": (130.0, 60.0), "qwen2.5-coder-0.5b": (100.0, 23.0),
+                            "qwen2.5-coder-1.5b": (45.0, 14.0)}
+
+
+def local_token_prices(shipped: str, rate: float = LOCAL_CPU_SECOND_PRICE) -> dict[str, float]:
+    """Per-1k input and output token prices of a shipped model: its CPU-seconds per 1k tokens times ``rate``."""
+    prefill, decode = SHIPPED_TOKENS_PER_CPU_S[shipped]
+    return {"cost_per_1k_input": round(1000 / prefill * rate, 9), "cost_per_1k_output": round(1000 / decode * rate, 9)}
 
 
 def default_threads() -> int:
@@ -99,19 +110,18 @@ def default_tiers() -> dict[str, TierConfig]:
     """The offline tiers, all in-process through llama.cpp on models shipped by PyPI packages.
 
     ``tiny`` SmolLM2-135M (fast tests, the cheapest rung), ``mobile`` Qwen2.5-Coder-0.5B (the default),
-    ``edge`` Qwen2.5-Coder-1.5B. Each loads only when a call is routed to it. All are priced at
-    LOCAL_CPU_SECOND_PRICE per CPU-second, so a bigger model costs more by the CPU time it takes.
+    ``edge`` Qwen2.5-Coder-1.5B. Each loads only when a call is routed to it. Each is priced per token at what its
+    tokens take in CPU-seconds (local_token_prices), so a bigger model costs more by the CPU time it needs.
     """
     threads = default_threads()
-    rate = LOCAL_CPU_SECOND_PRICE
     return {
         "tiny": TierConfig(kind="llamacpp", model="smollm2-135m-instruct-q4_1", shipped="smollm2-135m",
                            n_ctx=2048, n_threads=1, max_tokens=256, json_mode="json_object", strength=0,
-                           cost_per_cpu_s=rate, expected_latency_ms=3000),
+                           expected_latency_ms=3000, **local_token_prices("smollm2-135m")),
         "mobile": TierConfig(kind="llamacpp", model="qwen2.5-coder-0.5b-instruct-q4_k_m", shipped="qwen2.5-coder-0.5b",
                              n_ctx=4096, n_threads=threads, max_tokens=384, json_mode="json_object", strength=1,
-                             cost_per_cpu_s=rate, expected_latency_ms=4000),
+                             expected_latency_ms=4000, **local_token_prices("qwen2.5-coder-0.5b")),
         "edge": TierConfig(kind="llamacpp", model="qwen2.5-coder-1.5b-instruct-q4_k_m", shipped="qwen2.5-coder-1.5b",
                            n_ctx=4096, n_threads=threads, max_tokens=384, json_mode="json_object", strength=2,
-                           cost_per_cpu_s=rate, expected_latency_ms=10000),
+                           expected_latency_ms=10000, **local_token_prices("qwen2.5-coder-1.5b")),
     }

@@ -20,6 +20,7 @@ from tierflow.evals.routing import (
     load_routerbench,
     read_items,
     replay_cascade,
+    routing_markdown,
     upper_envelope,
     write_items,
     write_routing_report,
@@ -68,7 +69,7 @@ def test_oracle_takes_the_cheapest_tier_that_passes():
 
 def test_static_order_pays_for_every_tier_it_tried():
     report = analyze(FOUR_ITEMS, THREE, cleared_for_private=NOBODY)
-    static = only(report, "static")
+    static = only(report, "static:mobile+edge+cloud")
     # easy: mobile accepted (1); medium: mobile fails its checks, edge accepted (1+2); hard: mobile and edge fail
     # theirs, cloud (1+2+10); impossible: mobile's wrong answer passes the checks and is accepted (1)
     assert static["cost"] == (1 + 3 + 13 + 1) / 4
@@ -77,8 +78,21 @@ def test_static_order_pays_for_every_tier_it_tried():
     assert static["strong_share"] == 0.25
     assert [r["tried"] for r in replay_cascade(FOUR_ITEMS, THREE, cleared_for_private=NOBODY)] == [
         ["mobile"], ["mobile", "edge"], ["mobile", "edge", "cloud"], ["mobile"]]
-    # with no log-probabilities stored, the cascade has one point: the static order
+    # with no log-probabilities stored, each order's cascade has one point: its static order
     assert report["strategies"]["cascade"]["points"][0]["cost"] == static["cost"]
+    assert report["orders"] == [THREE, ["mobile", "cloud"], ["edge", "cloud"]]
+    for order in report["orders"]:
+        key = "+".join(order)
+        (point,) = report["strategies"][f"cascade:{key}"]["points"]
+        assert point["params"]["order"] == order and point["cost"] == only(report, f"static:{key}")["cost"]
+    # the aggregates hold every order's points, the full order first
+    assert [p["params"]["order"] for p in report["strategies"]["static"]["points"]] == report["orders"]
+    # edge first: easy and medium on edge (2), hard edge+cloud (12), impossible edge (2); same quality, cheaper
+    assert only(report, "static:edge+cloud")["cost"] == (2 + 2 + 12 + 2) / 4
+    assert only(report, "static:edge+cloud")["quality"] == 0.75
+    assert [r["tried"] for r in replay_cascade(FOUR_ITEMS, THREE, cleared_for_private=NOBODY,
+                                               order=["edge", "cloud"])] == [
+        ["edge"], ["edge"], ["edge", "cloud"], ["edge"]]
 
 
 def test_tiers_default_to_cheapest_first():
@@ -108,7 +122,8 @@ def test_a_confidence_threshold_escalates_exactly_the_unsure_items():
         assert point["answered_by"] == {"small": 2, "big": 2}
         assert point["quality"] == 0.75 and point["cost"] == (1 + 1 + 5 + 5) / 4 and point["strong_share"] == 0.5
     # "off" is the static order: all four accepted on the small tier
-    off = next(p for p in cascade if p["params"] == {"min_mean_logprob": None, "min_token_logprob": None})
+    off = next(p for p in cascade if p["params"] == {"min_mean_logprob": None, "min_token_logprob": None,
+                                                     "order": ["small", "big"]})
     assert off["quality"] == 0.5 and off["cost"] == 1.0
     # the recommendation: >= 95% of big's quality (0.75) on <= 40% of its calls — none here (it needs 50%)
     assert report["recommendation"]["found"] is False
@@ -123,6 +138,77 @@ def test_the_recommended_thresholds_meet_the_criterion():
     decisions = replay_cascade(items, ["small", "big"], cleared_for_private=NOBODY,
                                min_mean_logprob=rec["min_mean_logprob"], min_token_logprob=rec["min_token_logprob"])
     assert [d["answered_by"] for d in decisions] == ["small"] * 7 + ["big"] * 3
+
+
+def test_above_random_is_judged_inside_the_strategys_cost_range():
+    report = analyze(CONFIDENCE, ["small", "big"], cleared_for_private=NOBODY)
+    # the cascade's envelope: (1, 0.5), the static order = small alone = a random mix, up to (3, 0.75), escalating c
+    # and d (cost (1 + 1 + 5 + 5) / 4). The best random mix is the line (1, 0.5)–(4, 0.75): 0.5 + 0.25 · 2/3 at
+    # cost 3. Inside (1, 3) the cascade is strictly above it; at cost 1 it only equals it.
+    assert report["strategies"]["cascade"]["envelope"] == [[1.0, 0.5], [3.0, 0.75]]
+    above = report["strategies"]["cascade"]["metrics"]["above_random"]
+    assert above == {"everywhere": True, "worst_margin": pytest.approx(0.0), "at_cost": 1.0, "range": [1.0, 3.0]}
+    # a single point on the random envelope is not above it
+    assert report["strategies"]["tier:small"]["metrics"]["above_random"]["everywhere"] is False
+    # the static order [small, big] is a single point, equal to small alone: not above
+    assert report["strategies"]["static"]["metrics"]["above_random"]["everywhere"] is False
+
+
+# The cheapest tier never passes and its checks do not notice; it only looks unsure. The middle tier is sure when
+# right (a, b, c) and unsure when wrong (d); the strongest passes everything.
+NEVER_TINY = [
+    item(name, tiny=out(False, 1, mean=-3.0, least=-6.0),
+         mobile=out(name != "d", 2, mean=-0.2 if name != "d" else -2.0, least=-1.0 if name != "d" else -5.0),
+         edge=out(True, 10))
+    for name in "abcd"
+]
+TME = ["tiny", "mobile", "edge"]
+
+
+def test_skipping_a_tier_that_never_passes_is_cheaper_at_equal_quality():
+    report = analyze(NEVER_TINY, TME, cleared_for_private=NOBODY)
+    strategies = report["strategies"]
+    assert report["orders"] == [TME, ["tiny", "edge"], ["mobile", "edge"]]
+    # static orders accept the first answer whose checks pass: tiny's wrong answers (quality 0, cost 1) unless
+    # the order skips tiny; mobile then answers every item: a, b, c right, d wrong
+    assert (only(report, "static:tiny+mobile+edge")["quality"], only(report, "static:tiny+mobile+edge")["cost"]) \
+        == (0.0, 1.0)
+    assert (only(report, "static:mobile+edge")["quality"], only(report, "static:mobile+edge")["cost"]) == (0.75, 2.0)
+    # quality 1 needs d escalated to edge and a, b, c kept on mobile. With tiny first every item also pays for tiny
+    # (it is unsure on all of them): (1+2) · 3 + (1+2+10) = 22 → 5.5 per item; from mobile: 2 · 3 + 12 = 18 → 4.5
+    best = {name: strategies[f"cascade:{name}"]["metrics"] for name in ("tiny+mobile+edge", "mobile+edge")}
+    assert best["tiny+mobile+edge"]["best_quality"] == best["mobile+edge"]["best_quality"] == 1.0
+    assert best["tiny+mobile+edge"]["best_quality_cost"] == 5.5
+    assert best["mobile+edge"]["best_quality_cost"] == 4.5
+    # each order's thresholds are quantiles of the values on its own tiers before the last: mobile's, not tiny's
+    assert -3.0 not in report["thresholds_grid_by_order"]["mobile+edge"]["min_mean_logprob"]
+    assert -3.0 in report["thresholds_grid_by_order"]["tiny+mobile+edge"]["min_mean_logprob"]
+    # the recommendation: quality 1 (>= 95% of edge's) with edge on 1 item in 4 (<= 40%), cheapest: mobile first
+    rec = report["recommendation"]
+    assert rec["found"] and rec["order"] == ["mobile", "edge"] and rec["strategy"] == "cascade:mobile+edge"
+    assert (rec["quality"], rec["cost"], rec["strong_share"]) == (1.0, 4.5, 0.25)
+    decisions = replay_cascade(NEVER_TINY, TME, cleared_for_private=NOBODY, order=rec["order"],
+                               min_mean_logprob=rec["min_mean_logprob"], min_token_logprob=rec["min_token_logprob"])
+    assert [d["tried"] for d in decisions] == [["mobile"]] * 3 + [["mobile", "edge"]]
+    cheapest = report["cheapest_at_95"]
+    assert cheapest["found"] and cheapest["order"] == ["mobile", "edge"] and cheapest["cost"] == 4.5
+    markdown = routing_markdown(report)
+    assert 'routing.cascade = ["mobile", "edge"]' in markdown
+    for name in ("static:tiny+mobile+edge", "static:mobile+edge", "cascade:tiny+edge", "cascade:mobile+edge"):
+        assert f"| {name} |" in markdown
+
+
+def test_cheapest_at_95_ignores_the_strong_share():
+    # the middle tier is never sure: only escalating everything reaches edge's quality, so nothing meets the
+    # 40% strong-share criterion, yet [mobile, edge] with every item escalated is the cheapest point at 95%
+    items = [item(n, tiny=out(False, 1), mobile=out(n == "a", 2, checks=n == "a"), edge=out(True, 10)) for n in "abcd"]
+    report = analyze(items, TME, cleared_for_private=NOBODY)
+    assert report["recommendation"]["found"] is False
+    cheapest = report["cheapest_at_95"]
+    # tiny's checks pass, so orders starting at tiny accept its wrong answers; [mobile, edge]: a on mobile (2),
+    # b, c, d on mobile + edge (12): 38 / 4 = 9.5 < edge alone (10, not a static or cascade point)
+    assert cheapest["found"] and cheapest["strategy"] == "static:mobile+edge"
+    assert (cheapest["quality"], cheapest["cost"], cheapest["strong_share"]) == (1.0, 9.5, 0.75)
 
 
 # Two tiers at costs 1 and 5: weak passes a and b, strong also c; nobody passes d.
@@ -164,7 +250,7 @@ def test_apgr_and_cpt():
     assert metrics["tier:strong"]["strong_calls_saved_1pt"] == 0.0
     # above random: at cost 2 the best random mix reaches 0.5 + 0.25 · 1/4 = 0.5625 < 0.75
     assert metrics["oracle"]["above_random"] == {"everywhere": True, "worst_margin": pytest.approx(0.1875),
-                                                 "at_cost": 2.0}
+                                                 "at_cost": 2.0, "range": [2.0, 2.0]}
     assert metrics["tier:weak"]["above_random"]["everywhere"] is False  # a tier is on the random envelope
 
 
@@ -215,6 +301,11 @@ def test_private_items_never_reach_a_tier_not_cleared_for_them():
     assert only(report, "oracle")["answered_by"] == {"mobile": 2, "edge": 0, "cloud": 1}  # secret: nobody allowed
     decisions = replay_cascade(PRIVATE, THREE, cleared_for_private={"mobile", "edge"}, min_mean_logprob=-1.0)
     assert [d["tried"] for d in decisions] == [["mobile", "edge", "cloud"], ["mobile", "edge"], ["mobile", "edge"]]
+    # within an order a tier not cleared is substituted as well: cloud → edge (the strongest cleared tier)
+    decisions = replay_cascade(PRIVATE, THREE, cleared_for_private={"mobile", "edge"}, order=["mobile", "cloud"])
+    assert [d["tried"] for d in decisions] == [["mobile", "cloud"], ["mobile", "edge"], ["mobile"]]
+    decisions = replay_cascade(PRIVATE, THREE, cleared_for_private={"mobile"}, order=["edge", "cloud"])
+    assert [d["tried"] for d in decisions] == [["edge", "cloud"], ["mobile"], ["mobile"]]
     with pytest.raises(ValueError, match="private item demo/secret has no outcome on a tier cleared"):
         analyze(PRIVATE, THREE, cleared_for_private=set())
 

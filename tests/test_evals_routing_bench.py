@@ -59,6 +59,12 @@ def test_records_become_routing_items_with_the_signals_a_router_sees():
     tight = routing_items("e2e-core", items[:1], records, ["tiny", "edge"], cleared_for_private=["tiny", "edge"],
                           budget={"max_tokens": 119})
     assert tight[0].outcomes["edge"].budget_overrun and tight[0].outcomes["tiny"].budget_overrun  # 120 tokens each
+    # today's prices re-price stored calls: 100 input and 20 output tokens at 1 and 2 per 1k, plus 1.5 s at 0.1/s
+    [repriced] = routing_items("e2e-core", items[:1], records, ["tiny", "edge"], cleared_for_private=["tiny"],
+                               prices={"tiny": (1.0, 2.0, 0.0), "edge": (1.0, 2.0, 0.1)})
+    assert repriced.outcomes["tiny"].cost == pytest.approx(0.14)
+    assert repriced.outcomes["edge"].cost == pytest.approx(0.14)  # its call has no latency_ms: no compute charge
+    assert a.outcomes["edge"].cost == 0.002  # without prices, the cost stored at run time
 
 
 def test_a_routing_file_is_recognised_and_its_bad_fields_are_named(tmp_path):

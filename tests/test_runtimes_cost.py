@@ -2,7 +2,7 @@
 
 import pytest
 
-from tierflow.runtimes.config import TierConfig, default_tiers
+from tierflow.runtimes.config import LOCAL_CPU_SECOND_PRICE, TierConfig, default_tiers
 from tierflow.runtimes.cost import TEMPLATE_TOKENS_PER_MESSAGE, call_cost, chat_prompt_tokens, tier_price, tier_prices
 
 
@@ -24,11 +24,12 @@ def test_a_local_tier_costs_its_cpu_seconds_at_the_declared_rate():
     cost = call_cost(price, 300, 40, wall_s=5.0)
     assert (cost.input, cost.output, cost.compute) == pytest.approx((0.0, 0.0, 0.0001))
     assert cost.details() == pytest.approx({"input": 0.0, "output": 0.0, "total": 0.0001, "compute": 0.0001})
-    # the shipped tiers share one rate: a bigger model costs more by the CPU time it takes, not by a guess
+    # the shipped tiers are priced per token at what their tokens take in CPU-seconds at one rate: deterministic
+    # (a busy machine does not make the same tokens dearer), and a bigger model's tokens cost more
     tiers = default_tiers()
-    assert {t.cost_per_cpu_s for t in tiers.values()} == {0.00001}
-    assert [tier_price(t).per_s for t in tiers.values()] == pytest.approx([0.00001 * t.n_threads
-                                                                          for t in tiers.values()])
+    assert all(t.cost_per_cpu_s == 0 for t in tiers.values())
+    assert tiers["edge"].cost_per_1k_input == pytest.approx(1000 / 45 * LOCAL_CPU_SECOND_PRICE, rel=1e-5)
+    assert tiers["tiny"].cost_per_1k_output < tiers["mobile"].cost_per_1k_output < tiers["edge"].cost_per_1k_output
 
 
 def test_a_chat_prompt_counts_its_text_and_each_messages_template():

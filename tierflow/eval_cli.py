@@ -162,7 +162,7 @@ def _run_routing(path: Path, *, out: Path | None, limit: int | None, tiers: list
             write_reports(summarize(spec, records, dataset), records, sub, html_report=False)
             items += routing_items(spec.name, dataset, records, bench.tiers, cleared_for_private=cleared,
                                    private_patterns=settings.routing.private_patterns,
-                                   budget=settings.routing.budget.model_dump())
+                                   budget=settings.routing.budget.model_dump(), prices=settings.tier_costs())
         write_items(items, folder / "items.jsonl")
         report = analyze(items, bench.tiers, cleared_for_private=cleared, fit=_learned_fit(items, settings,
                                                                                              bench.tiers),
