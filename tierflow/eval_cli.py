@@ -296,11 +296,11 @@ def _settings(config: Path | None, folder: Path, tier: str | None = None, no_esc
     return settings
 
 
-def _graph_factory(config: Path | None, folder: Path):
+def _graph_factory(config: Path | None, folder: Path, no_escalation: bool = False):
     def build(cell):
         from tierflow.app import build_deps, build_graph
 
-        settings = _settings(config, folder, cell.tier)
+        settings = _settings(config, folder, cell.tier, no_escalation)
         registry = settings.registry()
         registry.ensure_usable(settings.run_tiers())  # the tiers this cell's runs start on, not every tier
         return build_graph(settings, build_deps(settings, registry=registry), None, cell.pattern)
