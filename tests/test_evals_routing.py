@@ -16,6 +16,7 @@ from tierflow.evals.routing import (
     apgr,
     envelope_value,
     fit_group_rates,
+    held_out_recommendation,
     load_routellm,
     load_routerbench,
     read_items,
@@ -407,3 +408,21 @@ def test_report_files(tmp_path: Path):
     page = paths["html"].read_text()
     assert page.count('<img alt="') == 2 and "data:image/png;base64," in page
     assert "<table>" in page and "|---" not in page and "| strategy" not in page
+
+
+def test_the_held_out_recommendation_is_chosen_without_the_items_it_is_scored_on():
+    # 20 items: mobile's answer passes exactly when it is confident (mean log-probability -0.1), edge always passes.
+    # Every training split sees the same rule, so each fold recommends escalating the unconfident replies, and on
+    # its held-out items that cascade is as good as edge with edge called for the 6 unconfident items only.
+    confident = [i % 10 >= 3 for i in range(20)]
+    items = [item(f"q{i}", mobile=out(ok, 1, mean=-0.1 if ok else -2.0, least=-1.0), edge=out(True, 3))
+             for i, ok in enumerate(confident)]
+    held = held_out_recommendation(items, ["mobile", "edge"], cleared_for_private=NOBODY, folds=4)
+    assert held["folds"] == 4 and held["items"] == 20 and len(held["per_fold"]) == 4
+    assert all(f["found"] and f["order"] == ["mobile", "edge"] for f in held["per_fold"])
+    assert all(-2.0 < f["min_mean_logprob"] <= -0.1 for f in held["per_fold"])
+    assert (held["quality"], held["strong_share"]) == (1.0, 0.3)
+    assert held["cost"] == pytest.approx(1 + 0.3 * 3)  # mobile for all, edge for the escalated 30%
+    report = analyze(items, ["mobile", "edge"], cleared_for_private=NOBODY)
+    report["recommendation_held_out"] = held
+    assert "Out of sample (4 folds" in routing_markdown(report)

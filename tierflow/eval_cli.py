@@ -126,7 +126,13 @@ def _run_routing(path: Path, *, out: Path | None, limit: int | None, tiers: list
     routing item per item, and replay the routing strategies over them (tierflow.evals.routing)."""
     from tierflow.console import err, exit_code, fail
     from tierflow.evals.report import summarize, write_reports
-    from tierflow.evals.routing import analyze, routing_markdown, write_items, write_routing_report
+    from tierflow.evals.routing import (
+        analyze,
+        held_out_recommendation,
+        routing_markdown,
+        write_items,
+        write_routing_report,
+    )
     from tierflow.evals.routing_bench import load_routing, routing_items
     from tierflow.evals.runner import run_suite
     from tierflow.evals.suite import load_suite
@@ -167,6 +173,8 @@ def _run_routing(path: Path, *, out: Path | None, limit: int | None, tiers: list
         report = analyze(items, bench.tiers, cleared_for_private=cleared, fit=_learned_fit(items, settings,
                                                                                              bench.tiers),
                          folds=bench.folds, seed=bench.seed)
+        report["recommendation_held_out"] = held_out_recommendation(items, bench.tiers, cleared_for_private=cleared,
+                                                                    folds=bench.folds, seed=bench.seed)
         report["benchmark"] = {"name": bench.name, "suites": {Path(s).stem: n for s, n in bench.suites.items()},
                                "tiers": bench.tiers, "pattern": bench.pattern}
         paths = write_routing_report(report, folder)
