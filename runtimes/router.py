@@ -67,6 +67,8 @@ class CascadeChecks(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     json_schema: bool = Field(True, description="JSON replies must satisfy the call's schema")
+    grounding: bool = Field(False, description="the synthesizer's answer may only claim numbers from the request, "
+                                               "results and tools; off: such an answer is replaced by the results")
     min_mean_logprob: float | None = Field(None, le=0.0, description="lowest accepted mean token log-probability")
     min_token_logprob: float | None = Field(None, le=0.0, description="lowest accepted single-token "
                                                                        "log-probability")

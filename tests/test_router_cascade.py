@@ -5,13 +5,15 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from tests.conftest import cloud_tier
-from tierflow.agents.synthesizer import grounding_check
+from tierflow.agents.synthesizer import Synthesizer, grounding_check, grounding_sources
+from tierflow.agents.worker import ToolCallRecord, WorkerResult
 from tierflow.runtimes.accounting import ModelCallRecorder
 from tierflow.runtimes.checks import CheckResult, confidence_check
 from tierflow.runtimes.config import TierConfig, default_tiers
 from tierflow.runtimes.context import RunContext
 from tierflow.runtimes.registry import TierRegistry
 from tierflow.runtimes.router import RoutingPolicy, TierRouter
+from tierflow.tools.grounding import ungrounded
 
 pytestmark = [pytest.mark.model]
 QUESTION = "What is the capital of Kiribati? One word."
@@ -101,3 +103,24 @@ def test_the_grounding_check_names_the_invented_numbers():
     assert confidence_check(confident, -0.5, None) is None
     assert confidence_check(confident, -0.5, -2.0).record()["check"] == "logprob_min"
     assert confidence_check(AIMessage("no confidence reported"), -0.1, -0.1) is None
+
+
+def test_the_synthesizers_answer_is_grounded_or_says_it_is_not():
+    request = "What is 27 times 34, and what is 12 plus 5?"
+    results = [WorkerResult(subtask_id="a", role="math", output="27 times 34 is 918",
+                            tool_calls=[ToolCallRecord(tool="calculator", args={"expression": "27*34"}, output="918")]),
+               WorkerResult(subtask_id="b", role="math", output="12 plus 5 is 17")]
+    sources = grounding_sources(request, results)
+    recorder = ModelCallRecorder()
+    on = cascade(cascade=["tiny", "mobile"], checks={"grounding": True}, max_escalations=1)
+    answer = Synthesizer(on).synthesize(request, results, {"callbacks": [recorder]}).answer
+    final = recorder.calls[-1]
+    # either the kept answer claims only numbers the request and results gave, or its route says it did not
+    assert not ungrounded(answer, sources) or final.unverified == "grounding"
+    for rejected in recorder.calls[:-1]:  # a turned-down reply named the numbers it invented
+        assert rejected.check == "grounding" and set(str(rejected.value).split(", ")) <= set(ungrounded(
+            str(rejected.value), sources))
+    off = cascade(cascade=["tiny", "mobile"], max_escalations=1)  # the default: no grounding check in the router
+    calls = ModelCallRecorder()
+    Synthesizer(off).synthesize(request, results, {"callbacks": [calls]})
+    assert [c.tier for c in calls.calls] == ["tiny"] and calls.calls[0].unverified is None
