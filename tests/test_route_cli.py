@@ -167,10 +167,12 @@ def test_groups_stay_on_one_side_of_the_split(tmp_path: Path):
     rows = [row(f"q{n}", f"q{n}", {"tiny": outcome(n % 2 == 0, "tiny")}, group=f"g{n // 3}") for n in range(30)]
     (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     items, digest = load_items(tmp_path)
-    train, test = split(items, 0.3, seed=0)
+    train, test = split(items, 0.3, seed=0, by="group")
     assert len(test) == 9 and len(train) == 21 and len(digest) == 64
     assert not {items[i].group for i in train} & {items[i].group for i in test}
-    assert split(items, 0.3, seed=0) == (train, test)
+    assert split(items, 0.3, seed=0, by="group") == (train, test)
+    by_item = split(items, 0.3, seed=0)  # the default: 9 of 30 items, whatever their group
+    assert len(by_item[1]) == 9 and sorted(by_item[0] + by_item[1]) == list(range(30))
     with pytest.raises(LearnedRouterError, match="no items"):
         (tmp_path / "items.jsonl").write_text("\n")
         load_items(tmp_path)

@@ -67,9 +67,11 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="folder to write the learned router to")],
     tiers: Annotated[str | None, typer.Option("--tiers", help="tiers cheapest first, comma-separated "
                                                               "(default: all, by mean cost)")] = None,
-    holdout: Annotated[float, typer.Option("--holdout", help="share of items (by group) held out for "
-                                                             "the reported metrics")] = 0.2,
+    holdout: Annotated[float, typer.Option("--holdout", help="share of items held out for the reported "
+                                                             "metrics")] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="seed of the train/holdout split")] = 0,
+    split_by: Annotated[str, typer.Option("--split", help="hold out by item, or by group (a group's items stay "
+                                                          "on one side: variants of one question)")] = "item",
     l2: Annotated[float, typer.Option("--l2", help="ridge strength on standardised features")] = 10.0,
     config: ConfigOpt = None,
 ) -> None:
@@ -92,7 +94,7 @@ def train(
     offline_env()
     items, digest = load_items(source)
     order = tier_order(items, [t.strip() for t in tiers.split(",") if t.strip()] if tiers else None)
-    train_idx, test_idx = split(items, holdout, seed)
+    train_idx, test_idx = split(items, holdout, seed, split_by)
     features = _features_for(config)
     X, intents = features_of(items, features)
     Y = labels_of(items, order)
@@ -104,7 +106,8 @@ def train(
         "encoder": features.encoder,
         "intent_labels": features.labels,
         "data": {"file": items_path(source).name, "sha256": digest, "items": len(items),
-                 "train": len(train_idx), "holdout": len(test_idx), "holdout_share": holdout, "seed": seed},
+                 "train": len(train_idx), "holdout": len(test_idx), "holdout_share": holdout, "seed": seed,
+                 "split": split_by},
         "tools_by_intent": {k: round(sum(v) / len(v), 3) for k, v in tools.items()},
         "tools_mean": round(float(np.mean([i.features.get("tools") or 0 for i in train_items])), 3),
     }

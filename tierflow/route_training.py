@@ -89,16 +89,24 @@ def mean_costs(items: Sequence[RoutingItem], tiers: Sequence[str]) -> dict[str, 
     return out
 
 
-def split(items: Sequence[RoutingItem], holdout: float, seed: int) -> tuple[list[int], list[int]]:
-    """Deterministic train/holdout indices; items of one ``group`` stay on one side (no leak between variants)."""
+def split(items: Sequence[RoutingItem], holdout: float, seed: int,
+          by: str = "item") -> tuple[list[int], list[int]]:
+    """Deterministic train/holdout indices, by item or by ``group`` (items of one group stay on one side: use it when
+    a group holds variants of one question; a benchmark's groups are categories, so items is the default)."""
     if not 0.0 <= holdout < 1.0:
         raise LearnedRouterError(f"--holdout must be in [0, 1), got {holdout}")
-    keys = list(dict.fromkeys(item.group or f"#{i}" for i, item in enumerate(items)))
+    if by not in ("item", "group"):
+        raise LearnedRouterError(f"--split must be item or group, got {by!r}")
+    keys = list(dict.fromkeys((item.group if by == "group" else None) or f"#{i}" for i, item in enumerate(items)))
     order = np.random.default_rng(seed).permutation(len(keys))
     n_hold = min(len(keys) - 1, math.ceil(holdout * len(keys))) if holdout > 0 else 0
     held = {keys[i] for i in order[:n_hold]}
-    train = [i for i, item in enumerate(items) if (item.group or f"#{i}") not in held]
-    test = [i for i, item in enumerate(items) if (item.group or f"#{i}") in held]
+
+    def key(i: int, item: RoutingItem) -> str:
+        return (item.group if by == "group" else None) or f"#{i}"
+
+    train = [i for i, item in enumerate(items) if key(i, item) not in held]
+    test = [i for i, item in enumerate(items) if key(i, item) in held]
     return train, test
 
 
