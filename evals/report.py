@@ -251,8 +251,13 @@ def _md_cell(text: str) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     """The report as plain-text Markdown (tables, no HTML): readable in a terminal and rendered on a forge."""
-    lines = [f"# Eval: {report['suite']}", "", _intro(report)]
-    for section in sections(report):
+    return sections_markdown(f"Eval: {report['suite']}", _intro(report), sections(report))
+
+
+def sections_markdown(title: str, intro: str, parts: Iterable[Section]) -> str:
+    """A titled document of report sections as plain-text Markdown (shared by the eval and routing reports)."""
+    lines = [f"# {title}", "", intro]
+    for section in parts:
         lines += ["", f"## {section.title}", ""]
         for note in section.notes:
             lines += [note, ""]
@@ -382,26 +387,28 @@ def _html_table(table: Table) -> str:
 
 def to_html(report: dict[str, Any], records: list[dict[str, Any]]) -> str:
     """A single self-contained page: the tables as HTML tables, the plots inline as base64 PNGs (works offline)."""
-    parts = [f"<h1>Eval: {html.escape(report['suite'])}</h1>", f'<p class="intro">{html.escape(_intro(report))}</p>']
-    content = sections(report)
-    parts += [f"<h2>{html.escape(content[0].title)}</h2>", *(f'<p class="note">{html.escape(n)}</p>'
-                                                             for n in content[0].notes)]
-    if content[0].table is not None:
-        parts.append(_html_table(content[0].table))
-    parts.append("<h2>Plots</h2>")
-    parts += [f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"></figure>'
-              for t, b in plots(report, records).items()]
-    for section in content[1:]:
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        parts += [f'<p class="note">{html.escape(n)}</p>' for n in section.notes]
+    return sections_html(f"Eval: {report['suite']}", f"Eval {report['suite']}", _intro(report), sections(report),
+                         plots(report, records))
+
+
+def sections_html(heading: str, title: str, intro: str, parts: Sequence[Section], images: dict[str, str]) -> str:
+    """A self-contained page of report sections, the plots (base64 PNGs by caption) after the first section; shared
+    by the eval and routing reports."""
+    out = [f"<h1>{html.escape(heading)}</h1>", f'<p class="intro">{html.escape(intro)}</p>']
+    for index, section in enumerate(parts):
+        out.append(f"<h2>{html.escape(section.title)}</h2>")
+        out += [f'<p class="note">{html.escape(n)}</p>' for n in section.notes]
         if section.table is not None:
-            parts.append(_html_table(section.table))
+            out.append(_html_table(section.table))
         if section.bullets:
-            parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
-    title = html.escape(f"Eval {report['suite']}")
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+            out.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
+        if index == 0:
+            out.append("<h2>Plots</h2>")
+            out += [f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"></figure>'
+                    for t, b in images.items()]
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_CSS}</style></head>"
-            f"<body>{''.join(parts)}</body></html>\n")
+            f"<body>{''.join(out)}</body></html>\n")
 
 
 def write_reports(report: dict[str, Any], records: list[dict[str, Any]], out_dir: Path,

@@ -26,11 +26,10 @@ Conventions (all stated again in the report):
 from __future__ import annotations
 
 import csv
-import html
 import json
 import math
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from itertools import combinations, pairwise
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from tierflow.evals.errors import DatasetError, EvalError
-from tierflow.evals.report import _CSS, Section, Table, _code, _html_table, _md_cell, _png
+from tierflow.evals.report import Section, Table, _png, sections_html, sections_markdown
 
 __all__ = [
     "Fit",
@@ -189,22 +188,27 @@ def read_items(path: Path) -> list[RoutingItem]:
         raise RoutingDataError("file not found", path)
     items: list[RoutingItem] = []
     seen: dict[tuple[str, str], int] = {}
+    for line_no, obj in _json_lines(path):
+        item = _item_from(obj, path, line_no)
+        key = (item.suite, item.item)
+        if key in seen:
+            raise RoutingDataError(f"duplicate item {item.suite}/{item.item} (first on line {seen[key]})",
+                                   path, line_no)
+        seen[key] = line_no
+        items.append(item)
+    return items
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line; bad JSON raises RoutingDataError naming file:line."""
     with path.open(encoding="utf-8-sig") as f:
         for line_no, text in enumerate(f, start=1):
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                yield line_no, json.loads(text)
             except json.JSONDecodeError as exc:
                 raise RoutingDataError(f"not valid JSON: {exc.msg} (column {exc.colno})", path, line_no) from None
-            item = _item_from(obj, path, line_no)
-            key = (item.suite, item.item)
-            if key in seen:
-                raise RoutingDataError(f"duplicate item {item.suite}/{item.item} (first on line {seen[key]})",
-                                       path, line_no)
-            seen[key] = line_no
-            items.append(item)
-    return items
 
 
 # -- envelopes and metrics ------------------------------------------------------------------------------------
@@ -483,6 +487,15 @@ def _orders(n: int) -> list[list[int]]:
     return orders
 
 
+def _folds(n: int, folds: int, seed: int) -> tuple[int, dict[int, int]]:
+    """k (at least 2, at most n) and each item index's fold: items shuffled with ``random.Random(seed)``, dealt round
+    robin; the one split cross-fitting and the held-out recommendation share."""
+    k = max(2, min(folds, n))
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return k, {index: pos % k for pos, index in enumerate(order)}
+
+
 def _cross_fit(items: Sequence[RoutingItem], fit: Fit, folds: int, seed: int) -> list[dict[str, float]]:
     """Predicted pass probability per tier for every item, each from a model fitted without that item's fold.
 
@@ -490,10 +503,7 @@ def _cross_fit(items: Sequence[RoutingItem], fit: Fit, folds: int, seed: int) ->
     outcomes removed, so it can only use what a router has at request time (input, group, features, private).
     """
     n = len(items)
-    k = max(2, min(folds, n))
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    fold_of = {index: pos % k for pos, index in enumerate(order)}
+    k, fold_of = _folds(n, folds, seed)
     predictions: list[dict[str, float]] = [{} for _ in items]
     for fold in range(k):
         train = [items[i] for i in range(n) if fold_of[i] != fold]
@@ -699,10 +709,7 @@ def held_out_recommendation(items: Sequence[RoutingItem], tiers: Sequence[str], 
     items, tiers = list(items), list(tiers)
     cleared = set(cleared_for_private)
     n = len(items)
-    k = max(2, min(folds, n))
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    fold_of = {index: pos % k for pos, index in enumerate(order)}
+    k, fold_of = _folds(n, folds, seed)
     rows: list[dict[str, Any]] = []
     chosen: list[dict[str, Any]] = []
     for fold in range(k):
@@ -880,18 +887,11 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
             return columns, [(reader.line_num, dict(row)) for row in reader]
     if suffix in {".jsonl", ".json"}:
         rows, columns = [], {}
-        with path.open(encoding="utf-8-sig") as f:
-            for line_no, text in enumerate(f, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise RoutingDataError(f"not valid JSON: {exc.msg}", path, line_no) from None
-                if not isinstance(row, dict):
-                    raise RoutingDataError("expected a JSON object per line", path, line_no)
-                columns.update(dict.fromkeys(row))
-                rows.append((line_no, row))
+        for line_no, row in _json_lines(path):
+            if not isinstance(row, dict):
+                raise RoutingDataError("expected a JSON object per line", path, line_no)
+            columns.update(dict.fromkeys(row))
+            rows.append((line_no, row))
         return list(columns), rows
     raise RoutingDataError(f"unknown file type {suffix or '(none)'}; expected .csv, .jsonl or .pkl", path)
 
@@ -1105,20 +1105,7 @@ def _intro(report: dict[str, Any]) -> str:
 
 def routing_markdown(report: dict[str, Any]) -> str:
     """The routing report as plain-text Markdown tables."""
-    lines = ["# Routing benchmark", "", _intro(report)]
-    for section in _sections(report):
-        lines += ["", f"## {section.title}", ""]
-        for note in section.notes:
-            lines += [note, ""]
-        if section.table is not None:
-            t = section.table
-            lines.append("| " + " | ".join(_md_cell(h) for h in t.head) + " |")
-            lines.append("|" + "".join("---:|" if i in t.numeric else "---|" for i in range(len(t.head))))
-            lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in t.rows]
-        lines += [f"- {_code(b)}" for b in section.bullets]
-        while lines[-1] == "":
-            lines.pop()
-    return "\n".join(lines) + "\n"
+    return sections_markdown("Routing benchmark", _intro(report), _sections(report))
 
 
 def _colors(strategies: dict[str, Any], names: Sequence[str]) -> dict[str, str]:
@@ -1198,22 +1185,8 @@ def routing_plots(report: dict[str, Any]) -> dict[str, str]:
 
 def routing_html(report: dict[str, Any]) -> str:
     """A self-contained page: HTML tables and the plots inline as base64 PNGs."""
-    parts = ["<h1>Routing benchmark</h1>", f'<p class="intro">{html.escape(_intro(report))}</p>']
-    content = _sections(report)
-    for index, section in enumerate(content):
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        parts += [f'<p class="note">{html.escape(n)}</p>' for n in section.notes]
-        if section.table is not None:
-            parts.append(_html_table(section.table))
-        if section.bullets:
-            parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
-        if index == 0:
-            parts.append("<h2>Plots</h2>")
-            parts += [f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{b}"></figure>'
-                      for t, b in routing_plots(report).items()]
-    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Routing benchmark</title>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_CSS}</style></head>"
-            f"<body>{''.join(parts)}</body></html>\n")
+    return sections_html("Routing benchmark", "Routing benchmark", _intro(report), _sections(report),
+                         routing_plots(report))
 
 
 def write_routing_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:

@@ -340,8 +340,9 @@ class TierRouter(BaseChatModel):
             self._charge(plan.run_id, name, message, key, wall_s)
             problem = self._verify(message, schema, verify)
             stronger = [(n, "escalate") for n, _ in queue
-                        if self.registry.config(n).strength > self.registry.config(name).strength]
-            if problem is not None and escalations < self.policy.max_escalations and stronger:
+                        if self.registry.config(n).strength > self.registry.config(name).strength] \
+                if problem is not None and escalations < self.policy.max_escalations else []
+            if stronger:
                 escalations += 1
                 failures[name] = (SchemaMismatch(name, str(problem.value), message.text) if problem.check == "schema"
                                   else CheckFailed(name, problem.check, problem.value, problem.threshold,
