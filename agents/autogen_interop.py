@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -36,7 +34,7 @@ from langchain_core.messages import SystemMessage as LCSystemMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel
 
-from tierflow.agents.peer import MAX_POST_CHARS, Post, Vote, board_text, fallback_vote
+from tierflow.agents.peer import MAX_POST_CHARS, Post, Vote, board_text, fallback_vote, text_vote
 from tierflow.runtimes.errors import TierflowError
 from tierflow.runtimes.structured import json_schema_format
 
@@ -195,24 +193,6 @@ def _last_text(result: Any, exclude: str = "user") -> str:
     return ""
 
 
-def parse_free_vote(voter: str, reply: str, proposals: Sequence[Post]) -> Vote:
-    """A vote from free text: ``{"vote": name}``, the bare name, or exactly one author named; else fallback."""
-    authors = [p.author for p in proposals]
-    text = reply.strip()
-    try:
-        value = json.loads(text)
-        if isinstance(value, dict) and str(value.get("vote", "")).strip() in authors:
-            return Vote(voter=voter, choice=str(value["vote"]).strip())
-    except json.JSONDecodeError:
-        pass
-    if text.strip(" .\"'") in authors:
-        return Vote(voter=voter, choice=text.strip(" .\"'"))
-    named = [a for a in authors if re.search(rf"(?<!\w){re.escape(a)}(?!\w)", text)]
-    if len(named) == 1:
-        return Vote(voter=voter, choice=named[0])
-    return fallback_vote(voter, proposals, f"reply {text[:80]!r} names {len(named)} proposals, not one")
-
-
 class AutoGenPeer:
     """An AutoGen AgentChat agent or team (anything with ``async run(task=...)``) as a tierflow peer."""
 
@@ -241,4 +221,4 @@ class AutoGenPeer:
             result = self._loop.run(lambda: self.participant.run(task=task), self.timeout_s)
         except TimeoutError as exc:
             return fallback_vote(self.name, proposals, f"no vote within {self.timeout_s:g} s: {exc}")
-        return parse_free_vote(self.name, _last_text(result), proposals)
+        return text_vote(self.name, _last_text(result), proposals)

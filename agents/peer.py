@@ -6,6 +6,8 @@ deterministically (the peer's own proposal, else the first one) and the :class:`
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -85,6 +87,25 @@ def fallback_vote(voter: str, proposals: Sequence[Post], reason: str) -> Vote:
     if not authors:
         raise ValueError("there is nothing to vote on: no proposals")
     return Vote(voter=voter, choice=voter if voter in authors else authors[0], source="fallback", reason=reason)
+
+
+def text_vote(voter: str, reply: str, proposals: Sequence[Post]) -> Vote:
+    """A vote from free text (a remote or AutoGen peer's reply): ``{"vote": name}``, the bare name, or exactly one
+    author named; else the fallback."""
+    authors = [p.author for p in proposals]
+    text = reply.strip()
+    try:
+        value = json.loads(text)
+        if isinstance(value, dict) and str(value.get("vote", "")).strip() in authors:
+            return Vote(voter=voter, choice=str(value["vote"]).strip())
+    except json.JSONDecodeError:
+        pass
+    if text.strip(" .\"'") in authors:
+        return Vote(voter=voter, choice=text.strip(" .\"'"))
+    named = [a for a in authors if re.search(rf"(?<!\w){re.escape(a)}(?!\w)", text)]
+    if len(named) == 1:
+        return Vote(voter=voter, choice=named[0])
+    return fallback_vote(voter, proposals, f"reply {text[:80]!r} names {len(named)} proposals, not one")
 
 
 def parse_vote(voter: str, reply: object, proposals: Sequence[Post]) -> Vote:

@@ -10,8 +10,6 @@ is never sent: the subtask runs on the local worker instead (``fallback = "local
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,7 +20,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.types import interrupt
 
 from tierflow.agents.a2a_client import KIND, A2AChatModel
-from tierflow.agents.peer import MAX_POST_CHARS, Post, Vote, board_text, fallback_vote
+from tierflow.agents.peer import MAX_POST_CHARS, Post, Vote, board_text, fallback_vote, text_vote
 from tierflow.agents.plan import Subtask
 from tierflow.agents.remote_config import RemoteAgentConfig, check_agent_names
 from tierflow.agents.roles import Role
@@ -197,24 +195,6 @@ class RemotePeer:
         except (RemoteRefused, *MODEL_CALL_ERRORS) as exc:
             return fallback_vote(self.name, proposals, f"remote vote failed: {exc}")
         return text_vote(self.name, reply, proposals)
-
-
-def text_vote(voter: str, reply: str, proposals: Sequence[Post]) -> Vote:
-    """A vote from free text: ``{"vote": name}``, the bare name, or exactly one author named; else the fallback."""
-    authors = [p.author for p in proposals]
-    text = reply.strip()
-    try:
-        value = json.loads(text)
-        if isinstance(value, dict) and str(value.get("vote", "")).strip() in authors:
-            return Vote(voter=voter, choice=str(value["vote"]).strip())
-    except json.JSONDecodeError:
-        pass
-    if text.strip(" .\"'") in authors:
-        return Vote(voter=voter, choice=text.strip(" .\"'"))
-    named = [a for a in authors if re.search(rf"(?<!\w){re.escape(a)}(?!\w)", text)]
-    if len(named) == 1:
-        return Vote(voter=voter, choice=named[0])
-    return fallback_vote(voter, proposals, f"reply {text[:80]!r} names {len(named)} proposals, not one")
 
 
 class RosterWorker(WorkerAgent):
