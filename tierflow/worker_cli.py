@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tierflow.settings import Settings
 
 out = Console()
+T = TypeVar("T")
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="settings TOML file (default: ./tierflow.toml)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 STATUSES = ("queued", "running", "waiting", "done", "partial", "failed", "cancelled")
@@ -277,20 +278,25 @@ def submit(
     _HOOKS["print_result"](RunResult.model_validate(output["result"]), as_json)
 
 
+def _with_client(config: Path | None, call: Callable[[Any], T]) -> T:
+    """``call`` on a client of the configured executor database, closed after; errors exit with their code."""
+    try:
+        client = _client(_settings(config))
+        try:
+            return call(client)
+        finally:
+            client.close()
+    except TierflowError as exc:
+        raise fail(str(exc), exit_code(exc)) from None
+
+
 def status(
     run_id: Annotated[str, typer.Argument(help="the run id")],
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Where RUN_ID stands: queued, running, waiting (for a human), done, partial, failed, cancelled; which worker."""
-    try:
-        client = _client(_settings(config))
-        try:
-            row = client.status(run_id)
-        finally:
-            client.close()
-    except TierflowError as exc:
-        raise fail(str(exc), exit_code(exc)) from None
+    row = _with_client(config, lambda client: client.status(run_id))
     if as_json:
         print(json.dumps(row, default=str))
         return
@@ -315,14 +321,7 @@ def runs(
     """List runs of the shared database, newest first, with state and worker."""
     if status_filter is not None and status_filter not in STATUSES:
         raise fail(f"--status must be one of {', '.join(STATUSES)}")
-    try:
-        client = _client(_settings(config))
-        try:
-            rows = client.runs(status_filter, limit)
-        finally:
-            client.close()
-    except TierflowError as exc:
-        raise fail(str(exc), exit_code(exc)) from None
+    rows = _with_client(config, lambda client: client.runs(status_filter, limit))
     if as_json:
         print(json.dumps(rows, default=str))
         return
@@ -339,27 +338,13 @@ def cancel(
     config: ConfigOpt = None,
 ) -> None:
     """Cancel RUN_ID: a queued run never starts, a running one stops before its next model or tool call."""
-    try:
-        client = _client(_settings(config))
-        try:
-            workflow_id = client.cancel(run_id)
-        finally:
-            client.close()
-    except TierflowError as exc:
-        raise fail(str(exc), exit_code(exc)) from None
+    workflow_id = _with_client(config, lambda client: client.cancel(run_id))
     print(f"cancelled {workflow_id}")
 
 
 def workers(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Processes that work on the shared database: state (alive, dead, stopped) and seconds since a heartbeat."""
-    try:
-        client = _client(_settings(config))
-        try:
-            rows = client.workers()
-        finally:
-            client.close()
-    except TierflowError as exc:
-        raise fail(str(exc), exit_code(exc)) from None
+    rows = _with_client(config, lambda client: client.workers())
     if as_json:
         print(json.dumps(rows))
         return
